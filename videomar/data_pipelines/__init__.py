@@ -1,0 +1,1 @@
+"""Ray Data pipelines: sources, clip decoding, VAE encoding, Parquet latent shards, readers."""

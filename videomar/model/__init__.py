@@ -1,0 +1,1 @@
+"""VideoMAR in pure PyTorch. Imports nothing from Ray, MLflow or the platform."""

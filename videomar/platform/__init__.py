@@ -1,0 +1,1 @@
+"""The platform: job specs, Ray Train + DeepSpeed training, MLflow tracking, Ray Serve, the CLI."""

@@ -1,0 +1,1 @@
+"""CLI verbs, one module per group; see videomar.platform.cli."""

@@ -1,0 +1,43 @@
+"""``videomar validate`` and ``videomar run``: check specs, and run one on this machine."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("validate", help="parse and check job specs; exit 1 naming the field at fault")
+    p.add_argument("specs", nargs="+", metavar="SPEC.yaml")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a job spec on this machine (in-process Ray unless RAY_ADDRESS is set)")
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_validate(args) -> int:
+    from videomar.platform.specs import SpecError, load_spec
+
+    bad = 0
+    for path in args.specs:
+        try:
+            spec = load_spec(path)
+        except SpecError as err:
+            print(f"invalid: {err}", file=sys.stderr)
+            bad += 1
+            continue
+        print(f"ok: {path} (kind: {spec.kind})")
+    return 1 if bad else 0
+
+
+def cmd_run(args) -> int:
+    from videomar.platform.ray_env import ensure_ray
+    from videomar.platform.specs import SpecError, load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as err:
+        print(f"invalid: {err}", file=sys.stderr)
+        return 1
+    ensure_ray()
+    return spec.run()
