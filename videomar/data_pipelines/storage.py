@@ -1,0 +1,142 @@
+"""One way to read and write files whether they live on local disk or in S3.
+
+A location is a local path or an ``s3://bucket/key`` URI. S3 goes through pyarrow's S3
+filesystem; the endpoint comes from ``AWS_ENDPOINT_URL`` (for S3-compatible servers such as
+SeaweedFS or MinIO) and the credentials from the usual ``AWS_*`` variables, so the same code talks
+to AWS or to a server on loopback.
+
+Writes are atomic: a local file is written to a temporary name in the same folder and renamed into
+place; an S3 object only becomes visible once its upload completes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+S3_SCHEME = "s3://"
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith(S3_SCHEME)
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts with ``/`` for S3 URIs and the local separator otherwise."""
+    uri = str(uri)
+    if is_s3(uri):
+        out = uri.rstrip("/")
+        for part in parts:
+            out = f"{out}/{str(part).strip('/')}"
+        return out
+    return str(Path(uri, *parts))
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """An S3 filesystem configured from the AWS_* environment (endpoint override included)."""
+    kwargs: dict = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs["endpoint_override"] = parsed.netloc
+        kwargs["scheme"] = parsed.scheme or "https"
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
+        kwargs["secret_key"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    elif endpoint:
+        # A custom endpoint has no region to discover; pyarrow would otherwise ask AWS for one.
+        kwargs["region"] = "us-east-1"
+    return pafs.S3FileSystem(**kwargs)
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem holding ``uri`` and the path inside it."""
+    uri = str(uri)
+    if is_s3(uri):
+        return s3_filesystem(), uri[len(S3_SCHEME):].rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole content of a file; FileNotFoundError names the URI when it is missing."""
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        raise FileNotFoundError(f"{uri}: no such file")
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Write ``data`` so that readers see either the old file, or the whole new one."""
+    fs, path = filesystem(uri)
+    if is_s3(uri):
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=Path(path).parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def list_dir(uri: str) -> list[str]:
+    """URIs of the files directly inside ``uri`` (sorted); empty when it does not exist."""
+    fs, path = filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+    return sorted(join(uri, info.base_name) for info in infos if info.type == pafs.FileType.File)
+
+
+def list_files(uri: str) -> list[tuple[str, int, float | None]]:
+    """Every file below ``uri``, recursively, sorted: (path relative to ``uri`` with ``/``
+    separators, size in bytes, mtime in seconds or None)."""
+    fs, path = filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+    out = []
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        rel = info.path[len(path):].replace(os.sep, "/").lstrip("/")
+        mtime = info.mtime.timestamp() if info.mtime is not None else None
+        out.append((rel, int(info.size), mtime))
+    return sorted(out)
+
+
+def upload_dir(local_dir: str, uri: str) -> None:
+    """Copy every file below ``local_dir`` to the same relative paths below ``uri``."""
+    root = Path(local_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{local_dir}: not a directory")
+    for src in sorted(p for p in root.rglob("*") if p.is_file()):
+        write_bytes_atomic(join(uri, *src.relative_to(root).parts), src.read_bytes())
+
+
+def download_dir(uri: str, local_dir: str) -> None:
+    """Copy every file below ``uri`` to the same relative paths below ``local_dir``."""
+    files = list_files(uri)
+    if not files:
+        raise FileNotFoundError(f"{uri}: no files to download")
+    for rel, _, _ in files:
+        parts = rel.split("/")
+        write_bytes_atomic(str(Path(local_dir, *parts)), read_bytes(join(uri, *parts)))
