@@ -1,0 +1,101 @@
+"""The moving-digits classifier, subject consistency and dynamics, on frames rendered here from
+scikit-learn's bundled digits (bright digits on a black canvas, as the sample videos are)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+
+from videomar.platform.evaluation.digits import (
+    NO_DIGIT,
+    DigitClassifier,
+    dynamics,
+    load_digit_classifier,
+    predict_videos,
+    subject_consistency,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+CANVAS = 48
+SIZE = 20
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    return load_digit_classifier(tmp_path_factory.mktemp("cache") / "digits.npz")
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    d = load_digits()
+    return torch.from_numpy(d.images).float() / 16.0, torch.from_numpy(d.target)
+
+
+def first_of(bundled, digit: int, nth: int = 0) -> torch.Tensor:
+    images, targets = bundled
+    return images[(targets == digit).nonzero()[-1 - nth, 0]]
+
+
+def render(digit_images: list[torch.Tensor], positions: list[tuple[int, int]]) -> torch.Tensor:
+    """One video [1, 3, T, CANVAS, CANVAS] in [-1, 1]: frame t shows digit_images[t] at positions[t]."""
+    frames = []
+    for img, (y, x) in zip(digit_images, positions):
+        up = F.interpolate(img[None, None], size=(SIZE, SIZE), mode="nearest")[0, 0]
+        canvas = torch.zeros(CANVAS, CANVAS)
+        canvas[y : y + SIZE, x : x + SIZE] = up
+        frames.append(canvas * 2 - 1)
+    video = torch.stack(frames)  # [T, H, W]
+    return video[None, None].expand(1, 3, -1, -1, -1).contiguous()
+
+
+def moving(img: torch.Tensor, frames: int = 6, step: int = 4) -> torch.Tensor:
+    return render([img] * frames, [(4 + step * t // 2, 2 + step * t) for t in range(frames)])
+
+
+def test_classifier_recognises_moving_digits(classifier, bundled):
+    videos = torch.cat([moving(first_of(bundled, d)) for d in range(10)])
+    labels = predict_videos(classifier, videos)
+    assert labels.shape == (10, 6)
+    accuracy = (labels == torch.arange(10)[:, None]).float().mean()
+    assert accuracy >= 0.9
+    assert subject_consistency(labels, cond_frames=1, subject=torch.arange(10)) == pytest.approx(float(
+        (labels[:, 1:] == torch.arange(10)[:, None]).float().mean()))
+
+
+def test_classifier_is_cached_to_its_file(tmp_path, classifier):
+    path = tmp_path / "clf.npz"
+    classifier.save(path)
+    stamp = path.stat().st_mtime_ns
+    again = load_digit_classifier(path)
+    assert path.stat().st_mtime_ns == stamp  # read, not retrained and rewritten
+    assert torch.equal(again.weight, classifier.weight) and torch.equal(again.bias, classifier.bias)
+    path.write_bytes(b"corrupt")
+    assert DigitClassifier.load(path) is None
+
+
+def test_consistency_is_perfect_when_the_digit_stays_and_drops_when_it_changes(classifier, bundled):
+    three, eight = first_of(bundled, 3), first_of(bundled, 8)
+    steady = predict_videos(classifier, moving(three))
+    assert subject_consistency(steady, cond_frames=2) == 1.0
+    pos = [(4, 4 + 3 * t) for t in range(6)]
+    swapped = predict_videos(classifier, render([three, three, three, eight, eight, eight], pos))
+    assert subject_consistency(swapped, cond_frames=2) == pytest.approx(0.25)
+    blank = torch.full((1, 3, 6, CANVAS, CANVAS), -1.0)
+    faded = predict_videos(classifier, torch.cat([moving(three)[:, :, :2], blank[:, :, :4]], dim=2))
+    assert (faded[0, 2:] == NO_DIGIT).all()
+    assert subject_consistency(faded, cond_frames=2) == 0.0
+    # No recognisable conditioning digit: nothing to measure.
+    assert torch.isnan(torch.tensor(subject_consistency(predict_videos(classifier, blank), cond_frames=1)))
+
+
+def test_dynamics_is_zero_when_frozen_and_grows_with_speed(bundled):
+    img = first_of(bundled, 5)
+    frozen = render([img] * 5, [(10, 10)] * 5)
+    assert dynamics(frozen) == 0.0
+    slow, fast = dynamics(moving(img, step=1)), dynamics(moving(img, step=4))
+    assert fast > slow > 0
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        dynamics(frozen, start=4)

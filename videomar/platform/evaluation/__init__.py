@@ -1,0 +1,7 @@
+"""Evaluation: quality metrics for videos and the ``kind: eval`` job.
+
+Modules: ``metrics`` (PSNR, SSIM, copy-last baseline), ``frechet`` (Fréchet distance),
+``features`` (pluggable video feature extractors for FVD), ``digits`` (moving-digits classifier,
+subject consistency, dynamics), ``job`` (the eval job and ``evaluate_export``), ``report`` (JSON
+and the per-stage plot). Import the module you need; this package imports nothing heavy.
+"""
