@@ -1,0 +1,9 @@
+"""Video VAEs behind one interface (VideoVAE): the built-in causal video VAE, and pretrained
+VAEs loaded from a local directory."""
+
+from videomar.model.vae.base import VideoVAE, sample_posterior
+from videomar.model.vae.causal import CausalVideoVAE
+from videomar.model.vae.config import VAEConfig
+from videomar.model.vae.loading import load_vae
+
+__all__ = ["CausalVideoVAE", "VAEConfig", "VideoVAE", "load_vae", "sample_posterior"]

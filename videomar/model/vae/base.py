@@ -1,0 +1,90 @@
+"""The interface every video VAE offers to the rest of videomar.
+
+Pixels are ``[B, 3, T, H, W]`` floats in [-1, 1]; latents are ``[B, C, T', H', W']`` with
+``T' = (T - 1) // temporal_compression + 1`` and ``H' = H / spatial_compression``. Encoding gives
+the posterior moments (mean, logvar) so that a dataset can store them and training can draw a
+fresh sample per epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class VideoVAE(nn.Module, ABC):
+    temporal_compression: int
+    spatial_compression: int
+    latent_channels: int
+    scale: float  # multiply latents by it before the generative model, divide before decode
+
+    @abstractmethod
+    def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixels [B, 3, T, H, W] in [-1, 1] -> (mean, logvar), each [B, C, T', H', W']."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents [B, C, T', H', W'] (unscaled) -> pixels [B, 3, T, H, W] in [-1, 1]."""
+
+    @abstractmethod
+    def export(self, directory: str) -> None:
+        """Write weights (safetensors) and config.json so that load_vae(directory) restores it."""
+
+    @abstractmethod
+    def config_dict(self) -> dict:
+        """The JSON-able description of this VAE (what its config.json holds)."""
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, T', H', W') of the latents of a clip of ``frames`` x ``height`` x ``width`` pixels."""
+        self.check_pixel_shape(frames, height, width)
+        s = self.spatial_compression
+        return (self.latent_channels, (frames - 1) // self.temporal_compression + 1, height // s, width // s)
+
+    def check_pixel_shape(self, frames: int, height: int, width: int) -> None:
+        s = self.spatial_compression
+        if frames < 1 or height % s or width % s or height < s or width < s:
+            raise ValueError(
+                f"clip shape frames={frames}, height={height}, width={width} does not fit this VAE: "
+                f"height and width must be positive multiples of its spatial compression {s}"
+            )
+
+    @property
+    def vae_id(self) -> str:
+        """A content hash of the configuration and weights: equal ids mean equal encoders."""
+        h = hashlib.sha256()
+        h.update(repr(sorted(self.config_dict().items())).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            t = tensor.detach().to("cpu").contiguous()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def sample_posterior(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw from N(mean, exp(logvar)) (same shape as mean)."""
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * logvar) * noise
+
+
+def export_files(directory: str, write_weights: Callable[[str], None], config: dict) -> None:
+    """Write ``WEIGHTS_FILE`` (via ``write_weights(path)``) and then ``CONFIG_FILE`` into a local
+    directory, each to a temporary name first and renamed into place, config last: a directory
+    with a config.json has whole weights beside it."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
+    write_weights(str(tmp))
+    os.replace(tmp, out / WEIGHTS_FILE)
+    tmp = out / f".{CONFIG_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, out / CONFIG_FILE)
