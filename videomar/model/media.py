@@ -1,0 +1,95 @@
+"""From latents to files people can watch: decode through a VAE, then MP4 (imageio-ffmpeg's
+bundled ffmpeg with libx264), GIF, and a PNG contact sheet of frames."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_FPS = 8
+
+
+@torch.no_grad()
+def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled model latents [B, C, T', H', W'] -> pixels [B, 3, T, H, W] in [-1, 1]."""
+    return vae.decode(latents / vae.scale).clamp(-1.0, 1.0)
+
+
+def to_uint8_frames(pixels: torch.Tensor) -> np.ndarray:
+    """One video [3, T, H, W] in [-1, 1] -> [T, H, W, 3] uint8."""
+    if pixels.ndim != 4 or pixels.shape[0] != 3:
+        raise ValueError(f"expected one video [3, T, H, W], got {tuple(pixels.shape)}")
+    frames = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return frames.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def _atomic_target(path: str | Path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return path, Path(tmp)
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: int = DEFAULT_FPS) -> Path:
+    """[T, H, W, 3] uint8 -> an H.264 MP4 (yuv420p, so sizes are padded to even by ffmpeg)."""
+    import imageio_ffmpeg
+
+    path, tmp = _atomic_target(path)
+    t, h, w, _ = frames.shape
+    writer = imageio_ffmpeg.write_frames(
+        str(tmp), (w, h), fps=fps, codec="libx264", macro_block_size=1, quality=8,
+        pix_fmt_out="yuv420p", output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"],
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+    os.replace(tmp, path)
+    return path
+
+
+def mp4_bytes(frames: np.ndarray, fps: int = DEFAULT_FPS) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        return write_mp4(frames, Path(d) / "video.mp4", fps).read_bytes()
+
+
+def write_gif(frames: np.ndarray, path: str | Path, fps: int = DEFAULT_FPS) -> Path:
+    from PIL import Image
+
+    path, tmp = _atomic_target(path)
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    os.replace(tmp, path)
+    return path
+
+
+def write_contact_sheet(frames: np.ndarray, path: str | Path, columns: int = 8, scale: int = 2) -> Path:
+    """All frames in a grid (row-major), each upscaled `scale` times, as a PNG."""
+    from PIL import Image
+
+    t, h, w, _ = frames.shape
+    cols = min(columns, t)
+    rows = -(-t // cols)
+    sheet = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        r, c = divmod(i, cols)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = frame
+    path, tmp = _atomic_target(path)
+    Image.fromarray(sheet).resize((cols * w * scale, rows * h * scale), Image.NEAREST).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def write_outputs(frames: np.ndarray, stem: str | Path, fps: int = DEFAULT_FPS) -> dict[str, Path]:
+    """MP4, GIF and contact sheet side by side: {stem}.mp4, {stem}.gif, {stem}.png."""
+    stem = Path(stem)
+    return {
+        "mp4": write_mp4(frames, stem.with_suffix(".mp4"), fps),
+        "gif": write_gif(frames, stem.with_suffix(".gif"), fps),
+        "png": write_contact_sheet(frames, stem.with_suffix(".png")),
+    }
