@@ -9,11 +9,10 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from videomar.platform.evaluation.digits import (
-    NO_DIGIT,
     DigitClassifier,
+    digits_in_videos,
     dynamics,
     load_digit_classifier,
-    predict_videos,
     subject_consistency,
 )
 
@@ -39,30 +38,43 @@ def first_of(bundled, digit: int, nth: int = 0) -> torch.Tensor:
     return images[(targets == digit).nonzero()[-1 - nth, 0]]
 
 
-def render(digit_images: list[torch.Tensor], positions: list[tuple[int, int]]) -> torch.Tensor:
-    """One video [1, 3, T, CANVAS, CANVAS] in [-1, 1]: frame t shows digit_images[t] at positions[t]."""
+def render(sprites: list[list[torch.Tensor]], positions: list[list[tuple[int, int]]]) -> torch.Tensor:
+    """One video [1, 3, T, CANVAS, CANVAS] in [-1, 1]: frame t shows sprites[t][i] at positions[t][i]."""
     frames = []
-    for img, (y, x) in zip(digit_images, positions):
-        up = F.interpolate(img[None, None], size=(SIZE, SIZE), mode="nearest")[0, 0]
+    for imgs, places in zip(sprites, positions):
         canvas = torch.zeros(CANVAS, CANVAS)
-        canvas[y : y + SIZE, x : x + SIZE] = up
+        for img, (y, x) in zip(imgs, places):
+            up = F.interpolate(img[None, None], size=(SIZE, SIZE), mode="nearest")[0, 0]
+            canvas[y : y + SIZE, x : x + SIZE] = torch.maximum(canvas[y : y + SIZE, x : x + SIZE], up)
         frames.append(canvas * 2 - 1)
     video = torch.stack(frames)  # [T, H, W]
     return video[None, None].expand(1, 3, -1, -1, -1).contiguous()
 
 
 def moving(img: torch.Tensor, frames: int = 6, step: int = 4) -> torch.Tensor:
-    return render([img] * frames, [(4 + step * t // 2, 2 + step * t) for t in range(frames)])
+    return render([[img]] * frames, [[(4 + step * t // 2, 2 + step * t)] for t in range(frames)])
+
+
+def one_hot(digits: list[int]) -> torch.Tensor:
+    return F.one_hot(torch.tensor(digits), 10).bool()
 
 
 def test_classifier_recognises_moving_digits(classifier, bundled):
     videos = torch.cat([moving(first_of(bundled, d)) for d in range(10)])
-    labels = predict_videos(classifier, videos)
-    assert labels.shape == (10, 6)
-    accuracy = (labels == torch.arange(10)[:, None]).float().mean()
-    assert accuracy >= 0.9
-    assert subject_consistency(labels, cond_frames=1, subject=torch.arange(10)) == pytest.approx(float(
-        (labels[:, 1:] == torch.arange(10)[:, None]).float().mean()))
+    present = digits_in_videos(classifier, videos)
+    assert present.shape == (10, 6, 10)
+    correct = (present == one_hot(list(range(10)))[:, None]).all(dim=2)  # [10, 6]: exactly that digit
+    assert correct.float().mean() >= 0.9
+    expected = float(present[:, 1:][torch.arange(10), :, torch.arange(10)].float().mean())
+    assert subject_consistency(present, cond_frames=1, subjects=one_hot(list(range(10)))) == pytest.approx(expected)
+
+
+def test_classifier_finds_every_digit_of_a_frame(classifier, bundled):
+    two, seven = first_of(bundled, 2), first_of(bundled, 7)
+    video = render([[two, seven]] * 3, [[(2, 2 + t), (24, 26 - t)] for t in range(3)])
+    present = digits_in_videos(classifier, video)[0]
+    assert (present == one_hot([2, 7]).any(dim=0)).all()
+    assert subject_consistency(present[None], cond_frames=1) == 1.0
 
 
 def test_classifier_is_cached_to_its_file(tmp_path, classifier):
@@ -78,22 +90,26 @@ def test_classifier_is_cached_to_its_file(tmp_path, classifier):
 
 def test_consistency_is_perfect_when_the_digit_stays_and_drops_when_it_changes(classifier, bundled):
     three, eight = first_of(bundled, 3), first_of(bundled, 8)
-    steady = predict_videos(classifier, moving(three))
+    steady = digits_in_videos(classifier, moving(three))
     assert subject_consistency(steady, cond_frames=2) == 1.0
-    pos = [(4, 4 + 3 * t) for t in range(6)]
-    swapped = predict_videos(classifier, render([three, three, three, eight, eight, eight], pos))
+    pos = [[(4, 4 + 3 * t)] for t in range(6)]
+    swapped = digits_in_videos(classifier, render([[three]] * 3 + [[eight]] * 3, pos))
     assert subject_consistency(swapped, cond_frames=2) == pytest.approx(0.25)
     blank = torch.full((1, 3, 6, CANVAS, CANVAS), -1.0)
-    faded = predict_videos(classifier, torch.cat([moving(three)[:, :, :2], blank[:, :, :4]], dim=2))
-    assert (faded[0, 2:] == NO_DIGIT).all()
+    faded = digits_in_videos(classifier, torch.cat([moving(three)[:, :, :2], blank[:, :, :4]], dim=2))
+    assert not faded[0, 2:].any()
     assert subject_consistency(faded, cond_frames=2) == 0.0
     # No recognisable conditioning digit: nothing to measure.
-    assert torch.isnan(torch.tensor(subject_consistency(predict_videos(classifier, blank), cond_frames=1)))
+    assert torch.isnan(torch.tensor(subject_consistency(digits_in_videos(classifier, blank), cond_frames=1)))
+    # Speckles are not digits.
+    speckled = blank.clone()
+    speckled[..., 10, 10] = 1.0
+    assert not digits_in_videos(classifier, speckled).any()
 
 
 def test_dynamics_is_zero_when_frozen_and_grows_with_speed(bundled):
     img = first_of(bundled, 5)
-    frozen = render([img] * 5, [(10, 10)] * 5)
+    frozen = render([[img]] * 5, [[(10, 10)]] * 5)
     assert dynamics(frozen) == 0.0
     slow, fast = dynamics(moving(img, step=1)), dynamics(moving(img, step=4))
     assert fast > slow > 0

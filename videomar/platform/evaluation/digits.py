@@ -10,17 +10,20 @@ scikit-learn's bundled 8x8 digits (``load_digits``), tells which digit a frame s
 
 Both are computed on the ground truth too, so a model's figures can be read against them.
 
-Position and size are factored out before classifying: a frame's bright pixels are cropped to
-their bounding box, padded to a square and resized to ``NORM_SIZE``; training images pass through
-the same normalisation after being rendered at several scales. The fitted weights (a multinomial
-logistic regression) are cached in an ``.npz`` file, so training (a few seconds) happens once per
-machine and prediction needs only torch.
+Frames may show several digits. Ink (pixels brighter than ``INK_THRESHOLD``) is split into
+connected regions; each region is cropped to its bounding box, padded to a square and resized to
+``NORM_SIZE``, so position and size do not matter; training images pass through the same
+normalisation after being rendered at several scales. Digits that touch or overlap form one region
+and are usually not recognised, which lowers the ground truth's consistency as much as a model's:
+read the two side by side. The fitted weights (a multinomial logistic regression) are cached in an
+``.npz`` file, so training (a few seconds) happens once per machine and prediction needs only
+torch.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +37,13 @@ from videomar.platform.evaluation.metrics import DATA_RANGE
 NORM_SIZE = 16
 # Brightness (0..1) above which a pixel counts as part of a digit.
 INK_THRESHOLD = 0.3
+# Connected ink regions smaller than this many pixels are speckles, not digits.
+MIN_INK_PIXELS = 10
 # Sizes (pixels) at which each 8x8 training digit is rendered, so crops of any scale look alike.
 TRAIN_SCALES = (8, 16, 24, 32, 48)
 # Bumped whenever normalisation or training changes, so stale cache files are not reused.
-CLASSIFIER_VERSION = 1
-NO_DIGIT = -1
+CLASSIFIER_VERSION = 2
+NUM_CLASSES = 10
 
 
 def default_cache_path() -> Path:
@@ -51,31 +56,57 @@ def to_gray(frames: torch.Tensor) -> torch.Tensor:
     return ((frames.float().mean(dim=1) + 1) / 2).clamp(0, 1)
 
 
-def normalise_crops(gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crop each frame's digit to its bounding box, square it and resize it.
+def normalise_crop(crop: torch.Tensor) -> torch.Tensor:
+    """One digit's region [h, w] in [0, 1] -> features [NORM_SIZE**2]: cropped to the bounding box
+    of its ink, padded to a square, resized, scaled to a peak of 1."""
+    ink = crop > INK_THRESHOLD
+    rows = ink.any(dim=1).nonzero().squeeze(1)
+    cols = ink.any(dim=0).nonzero().squeeze(1)
+    crop = crop[int(rows[0]) : int(rows[-1]) + 1, int(cols[0]) : int(cols[-1]) + 1]
+    h, w = crop.shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    square = F.pad(crop, (left, side - w - left, top, side - h - top))
+    small = F.interpolate(square[None, None], size=(NORM_SIZE, NORM_SIZE), mode="bilinear",
+                          align_corners=False, antialias=side > NORM_SIZE)[0, 0]
+    return (small / small.max().clamp_min(1e-6)).flatten()
 
-    ``[N, H, W]`` brightness in [0, 1] -> (features ``[N, NORM_SIZE**2]`` scaled to a peak of 1,
-    ``found`` ``[N]`` bool: False where no pixel passes ``INK_THRESHOLD``).
+
+def label_regions(ink: torch.Tensor) -> torch.Tensor:
+    """Connected regions of ``ink`` [N, H, W] bool (8-connected, after growing the ink by one pixel
+    so that a stroke broken by the threshold stays one digit) -> [N, H, W] region ids, 0 = none.
+
+    Each pixel takes the largest id in its 3x3 neighbourhood until nothing changes.
     """
-    n = gray.shape[0]
-    feats = torch.zeros(n, NORM_SIZE * NORM_SIZE)
-    found = torch.zeros(n, dtype=torch.bool)
-    for i in range(n):
-        ink = gray[i] > INK_THRESHOLD
-        if not bool(ink.any()):
-            continue
-        rows = ink.any(dim=1).nonzero().squeeze(1)
-        cols = ink.any(dim=0).nonzero().squeeze(1)
-        crop = gray[i, int(rows[0]) : int(rows[-1]) + 1, int(cols[0]) : int(cols[-1]) + 1]
-        h, w = crop.shape
-        side = max(h, w)
-        top, left = (side - h) // 2, (side - w) // 2
-        square = F.pad(crop, (left, side - w - left, top, side - h - top))
-        small = F.interpolate(square[None, None], size=(NORM_SIZE, NORM_SIZE), mode="bilinear",
-                              align_corners=False, antialias=side > NORM_SIZE)[0, 0]
-        feats[i] = (small / small.max().clamp_min(1e-6)).flatten()
-        found[i] = True
-    return feats, found
+    n, h, w = ink.shape
+    grown = F.max_pool2d(ink[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0
+    ids = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, h, w).expand(n, h, w)
+    labels = torch.where(grown, ids, torch.zeros(()))
+    while True:
+        spread = F.max_pool2d(labels[:, None], 3, stride=1, padding=1)[:, 0]
+        spread = torch.where(grown, spread, torch.zeros(()))
+        if torch.equal(spread, labels):
+            return labels.long()
+        labels = spread
+
+
+def find_digits(gray: torch.Tensor) -> list[torch.Tensor]:
+    """The digits in each frame: [N, H, W] brightness -> per frame, features [K, NORM_SIZE**2]
+    of its K digit regions (K = 0 on a blank frame)."""
+    ink = gray > INK_THRESHOLD
+    regions = label_regions(ink)
+    out = []
+    for i in range(gray.shape[0]):
+        feats = []
+        for rid in regions[i].unique():
+            if rid == 0:
+                continue
+            mine = regions[i] == rid
+            if int((mine & ink[i]).sum()) < MIN_INK_PIXELS:
+                continue
+            feats.append(normalise_crop(gray[i] * mine))
+        out.append(torch.stack(feats) if feats else torch.zeros(0, NORM_SIZE * NORM_SIZE))
+    return out
 
 
 def _training_set() -> tuple[torch.Tensor, np.ndarray]:
@@ -86,9 +117,7 @@ def _training_set() -> tuple[torch.Tensor, np.ndarray]:
     feats = []
     for scale in TRAIN_SCALES:
         rendered = F.interpolate(images, size=(scale, scale), mode="bilinear", align_corners=False)
-        f, found = normalise_crops(rendered[:, 0])
-        assert bool(found.all()), "every bundled digit has ink"
-        feats.append(f)
+        feats.append(torch.stack([normalise_crop(img) for img in rendered[:, 0]]))
     return torch.cat(feats), np.tile(digits.target, len(TRAIN_SCALES))
 
 
@@ -99,25 +128,26 @@ class DigitClassifier:
     weight: torch.Tensor
     bias: torch.Tensor
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """[K, NORM_SIZE**2] normalised crops -> [K] digits."""
+        return (features @ self.weight.T + self.bias).argmax(dim=1)
+
     @torch.no_grad()
-    def predict(self, frames: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] pixels in [-1, 1] -> [N] digit (0-9), or NO_DIGIT where nothing is bright."""
-        feats, found = normalise_crops(to_gray(frames).cpu())
-        labels = (feats @ self.weight.T + self.bias).argmax(dim=1)
-        return torch.where(found, labels, torch.full_like(labels, NO_DIGIT))
+    def present(self, frames: torch.Tensor) -> torch.Tensor:
+        """Which digits each frame shows: [N, 3, H, W] pixels in [-1, 1] -> [N, 10] bool."""
+        out = torch.zeros(frames.shape[0], NUM_CLASSES, dtype=torch.bool)
+        for i, feats in enumerate(find_digits(to_gray(frames).cpu())):
+            if feats.shape[0]:
+                out[i, self.classify(feats)] = True
+        return out
 
     def save(self, path: Path) -> None:
-        """Atomic: written to a temporary file in the same folder, then renamed into place."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, weight=self.weight.numpy(), bias=self.bias.numpy(),
-                         version=np.array(CLASSIFIER_VERSION))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Atomic: readers see either no file or the whole one."""
+        from videomar.data_pipelines.storage import write_bytes_atomic
+
+        buf = io.BytesIO()
+        np.savez(buf, weight=self.weight.numpy(), bias=self.bias.numpy(), version=np.array(CLASSIFIER_VERSION))
+        write_bytes_atomic(str(path), buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> "DigitClassifier | None":
@@ -151,49 +181,30 @@ def load_digit_classifier(cache_path: str | Path | None = None) -> DigitClassifi
     return clf
 
 
-def _video_frames(videos: torch.Tensor) -> torch.Tensor:
-    """[B, 3, T, H, W] -> [B*T, 3, H, W]."""
+def digits_in_videos(clf: DigitClassifier, videos: torch.Tensor) -> torch.Tensor:
+    """Which digits every frame shows: [B, 3, T, H, W] -> [B, T, 10] bool."""
     if videos.dim() != 5 or videos.shape[1] != 3:
         raise ValueError(f"videos must be [B, 3, T, H, W]; got shape {tuple(videos.shape)}")
     b, c, t, h, w = videos.shape
-    return videos.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    frames = videos.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    return clf.present(frames).view(b, t, NUM_CLASSES)
 
 
-def predict_videos(clf: DigitClassifier, videos: torch.Tensor) -> torch.Tensor:
-    """The digit seen in every frame: [B, 3, T, H, W] -> [B, T] (NO_DIGIT where none)."""
-    b, t = videos.shape[0], videos.shape[2]
-    return clf.predict(_video_frames(videos)).view(b, t)
+def subject_consistency(present: torch.Tensor, cond_frames: int, subjects: torch.Tensor | None = None) -> float:
+    """Fraction of (subject digit, later frame) pairs in which the digit is still recognised.
 
-
-def conditioning_digits(labels: torch.Tensor, cond_frames: int) -> torch.Tensor:
-    """The digit of each video's conditioning frames: the most frequent recognised label among them.
-
-    [B, T] per-frame labels -> [B] (NO_DIGIT where no conditioning frame shows a digit).
+    ``present`` [B, T, 10] from ``digits_in_videos``; the first ``cond_frames`` frames are the
+    condition, the rest are judged. ``subjects`` [B, 10] bool: the digits each video is about
+    (default: those recognised in any of its conditioning frames). NaN when no video has a subject.
     """
-    cond = labels[:, :cond_frames]
-    out = torch.full((labels.shape[0],), NO_DIGIT, dtype=torch.long)
-    for i, row in enumerate(cond):
-        seen = row[row != NO_DIGIT]
-        if seen.numel():
-            out[i] = torch.mode(seen).values
-    return out
-
-
-def subject_consistency(labels: torch.Tensor, cond_frames: int, subject: torch.Tensor | None = None) -> float:
-    """Fraction of frames after the first ``cond_frames`` whose digit is the conditioning digit.
-
-    ``labels`` [B, T] from ``predict_videos``; ``subject`` [B] the digit each video is about
-    (default: recognised in its conditioning frames). Videos whose subject is unknown are left out;
-    NaN if none is left.
-    """
-    if not 0 < cond_frames < labels.shape[1]:
-        raise ValueError(f"cond_frames={cond_frames} must be in [1, {labels.shape[1] - 1}] for {labels.shape[1]} frames")
-    subject = conditioning_digits(labels, cond_frames) if subject is None else subject
-    known = subject != NO_DIGIT
-    if not bool(known.any()):
+    if not 0 < cond_frames < present.shape[1]:
+        raise ValueError(f"cond_frames={cond_frames} must be in [1, {present.shape[1] - 1}] for {present.shape[1]} frames")
+    subjects = present[:, :cond_frames].any(dim=1) if subjects is None else subjects.bool()
+    later = present[:, cond_frames:]  # [B, T - cond, 10]
+    pairs = subjects.sum() * later.shape[1]
+    if int(pairs) == 0:
         return float("nan")
-    later = labels[known, cond_frames:]
-    return float((later == subject[known, None]).float().mean())
+    return float((later & subjects[:, None]).sum() / pairs)
 
 
 def dynamics(videos: torch.Tensor, start: int = 0) -> float:
