@@ -11,6 +11,8 @@ import sys
 # One module per verb group; each adds its verbs to the parser.
 COMMAND_MODULES = [
     "videomar.platform.commands.specs",
+    "videomar.platform.commands.jobs",
+    "videomar.platform.commands.cluster",
 ]
 
 

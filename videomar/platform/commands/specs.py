@@ -6,11 +6,21 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("validate", help="parse and check job specs; exit 1 naming the field at fault")
+    p = sub.add_parser(
+        "validate",
+        help="parse and check job specs; exit 1 naming the field at fault",
+        description="Parse each SPEC.yaml into its kind's schema; print ok or the file and field at fault.",
+    )
     p.add_argument("specs", nargs="+", metavar="SPEC.yaml")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("run", help="run a job spec on this machine (in-process Ray unless RAY_ADDRESS is set)")
+    p = sub.add_parser(
+        "run",
+        help="run a job spec on this machine (in-process Ray unless RAY_ADDRESS is set)",
+        description="Run SPEC.yaml here: on the Ray cluster named by RAY_ADDRESS (as inside a submitted "
+        "job, or after `videomar up`, whose env file supplies defaults for unset variables), else on "
+        "an in-process local Ray. Exit status 0 when the job succeeded.",
+    )
     p.add_argument("spec", metavar="SPEC.yaml")
     p.set_defaults(func=cmd_run)
 
@@ -31,6 +41,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from videomar.platform.envfile import apply_env_defaults
     from videomar.platform.ray_env import ensure_ray
     from videomar.platform.specs import SpecError, load_spec
 
@@ -39,5 +50,7 @@ def cmd_run(args) -> int:
     except SpecError as err:
         print(f"invalid: {err}", file=sys.stderr)
         return 1
+    # Before Ray is imported by ensure_ray: the auth settings are read when it connects.
+    apply_env_defaults()
     ensure_ray()
     return spec.run()
