@@ -1,0 +1,165 @@
+"""Training pieces that need no cluster: the spec schema, lr arithmetic, DeepSpeed config,
+schedule, EMA, the export format, MLflow param redaction and the fault hook."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from videomar.errors import ConfigError
+from videomar.platform.specs import SpecError, load_spec, parse_spec
+from videomar.platform.training import export
+from videomar.platform.training.deepspeed_config import build_ds_config, resolve_precision
+from videomar.platform.training.ema import EMA
+from videomar.platform.training.faults import FAULT_ENV, Fault, fault_from_env
+from videomar.platform.training.schedule import lr_factor
+from videomar.platform.training.tracking import REDACTED, flatten, redact
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_dict(**changes) -> dict:
+    base = {
+        "kind": "train",
+        "name": "unit",
+        "model": {"preset": "tiny"},
+        "data": {"manifest": "latents/manifest.json", "bucket": {"frames": 5, "height": 32, "width": 32}},
+        "optim": {"batch_size": 4, "grad_accum": 2},
+        "schedule": {"steps": 10, "warmup_steps": 2},
+        "scaling": {"workers": 2},
+    }
+    for key, value in changes.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) and key in base else value
+    return base
+
+
+def test_bad_specs_name_the_field():
+    with pytest.raises(SpecError, match=r"optim\.lerning_rate: unknown key"):
+        parse_spec(train_dict(optim={"lerning_rate": 1.0}))
+    with pytest.raises(SpecError, match=r"optim\.base_lr: Input should be greater than 0"):
+        parse_spec(train_dict(optim={"base_lr": -1e-4}))
+    with pytest.raises(SpecError, match=r"deepspeed\.zero_stage"):
+        parse_spec(train_dict(deepspeed={"zero_stage": 4}))
+    with pytest.raises(SpecError, match=r"warmup_steps=20 exceeds schedule\.steps=10"):
+        parse_spec(train_dict(schedule={"steps": 10, "warmup_steps": 20}))
+    with pytest.raises(SpecError, match=r"model\.heads=5 does not divide"):
+        parse_spec(train_dict(model={"preset": "tiny", "overrides": {"heads": 5}}))
+    with pytest.raises(SpecError, match=r"init_from\.carry"):
+        parse_spec(train_dict(init_from={"uri": "x", "carry": []}))
+    with pytest.raises(SpecError, match=r"name: Value error, 'a/b' must be a plain name"):
+        parse_spec(train_dict(name="a/b"))
+
+
+def test_every_job_spec_in_the_repository_validates():
+    paths = sorted(glob.glob(str(ROOT / "jobs/quickstart/stage*.yaml")) + glob.glob(str(ROOT / "jobs/paper/*.yaml")))
+    assert len(paths) >= 5
+    specs = [load_spec(p) for p in paths]
+    assert all(s.kind == "train" for s in specs)
+    paper = [s for s in specs if "/paper/" in s.source]
+    assert {s.model.preset for s in paper} == {"large"}
+    frames = [s.data.bucket.frames for s in paper]
+    heights = [s.data.bucket.height for s in paper]
+    # short-to-long, then low-to-high resolution; every later stage starts from an export
+    assert frames == sorted(frames) and heights == sorted(heights) and heights[-1] > heights[0]
+    assert all(s.init_from is not None for s in paper[1:])
+
+
+def test_lr_scales_with_global_batch_and_deepspeed_config_follows_the_spec():
+    spec = parse_spec(train_dict(optim={"base_lr": 1e-4, "grad_clip": 2.0}, deepspeed={"zero_stage": 3}))
+    assert spec.global_batch == 4 * 2 * 2
+    assert math.isclose(spec.lr, 1e-4 * 16 / 256)
+    ds = build_ds_config(spec, "fp32")
+    assert ds["zero_optimization"]["stage"] == 3
+    assert ds["train_batch_size"] == 16 and ds["gradient_accumulation_steps"] == 2
+    assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_clipping"] == 2.0
+    assert ds["bf16"]["enabled"] is False
+    assert build_ds_config(spec, "bf16")["bf16"]["enabled"] is True
+    assert resolve_precision("auto", cuda=True) == "bf16" and resolve_precision("auto", cuda=False) == "fp32"
+    with pytest.raises(ValueError, match="bf16 needs GPU workers"):
+        resolve_precision("bf16", cuda=False)
+    assert parse_spec(train_dict()).deepspeed.zero_stage == 2
+
+
+def test_schedule_warms_up_then_holds_or_decays():
+    assert [lr_factor(s, 10, 4, "constant", 0.0) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    cosine = [lr_factor(s, 10, 2, "cosine", 0.1) for s in range(11)]
+    assert cosine[:2] == [0.5, 1.0]
+    assert all(a >= b for a, b in zip(cosine[2:], cosine[3:]))
+    assert math.isclose(cosine[-1], 0.1)
+
+
+def test_ema_is_an_fp32_moving_average_that_round_trips():
+    net = torch.nn.Linear(3, 2)
+    ema = EMA.from_module(net, rate=0.9)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    ema.update(net)
+    for name, p in net.named_parameters():
+        expected = 0.9 * before[name] + 0.1 * p.detach()
+        assert torch.allclose(ema.shadow[name], expected)
+        assert ema.shadow[name].dtype == torch.float32
+    other = EMA.from_module(torch.nn.Linear(3, 2), rate=0.9)
+    other.load_state_dict(ema.state_dict())
+    assert all(torch.equal(other.shadow[k], ema.shadow[k]) for k in ema.shadow)
+    with pytest.raises(KeyError, match="missing"):
+        other.load_state_dict({})
+
+
+def test_export_is_refused_until_complete_and_round_trips(tmp_path):
+    from videomar.model.config import model_config
+    from videomar.model.vae import CausalVideoVAE, VAEConfig
+    from videomar.model.videomar import build_model
+
+    cfg = model_config("tiny")
+    model = build_model(cfg)
+    vae_dir = tmp_path / "vae"
+    CausalVideoVAE(VAEConfig()).export(str(vae_dir))
+    uri = str(tmp_path / "export")
+    body = {"model": cfg.to_dict(), "latent": {"shape": [16, 2, 8, 8], "scale": 0.5}, "vae_id": "v"}
+    export.write_export(uri, model.state_dict(), body, "kind: train\n", str(vae_dir))
+    loaded = export.load_export(uri)
+    assert not loaded.model.training and loaded.vae is not None
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v.float())
+    assert json.loads((tmp_path / "export" / "config.json").read_text())["latent"]["scale"] == 0.5
+    assert (tmp_path / "export" / "spec.yaml").read_text() == "kind: train\n"
+
+    # A re-export removes the old marker first: a failure midway leaves an incomplete export.
+    with pytest.raises(FileNotFoundError):
+        export.write_export(uri, model.state_dict(), body, "", str(tmp_path / "no-vae"))
+    with pytest.raises(export.IncompleteExportError, match=f"export {uri} is incomplete: no COMPLETE"):
+        export.load_export(uri)
+    with pytest.raises(ConfigError, match="init_from.uri: export .* does not exist"):
+        export.check_complete(str(tmp_path / "nothing"), field="init_from.uri")
+
+
+def test_params_are_flattened_and_secrets_redacted():
+    params = flatten({
+        "storage": "s3://bucket/runs",
+        "mlflow": {"tracking_uri": "https://alice:hunter2@mlflow.example.com:5000/x"},
+        "env": {"AWS_SECRET_ACCESS_KEY": "abc", "api_token": "t0k"},
+        "optim": {"base_lr": 1e-4},
+    })
+    out = redact(params)
+    assert out["storage"] == "s3://bucket/runs" and out["optim.base_lr"] == "0.0001"
+    assert out["env.AWS_SECRET_ACCESS_KEY"] == REDACTED and out["env.api_token"] == REDACTED
+    assert "hunter2" not in out["mlflow.tracking_uri"] and "alice" not in out["mlflow.tracking_uri"]
+    assert out["mlflow.tracking_uri"] == f"https://{REDACTED}@mlflow.example.com:5000/x"
+
+
+def test_fault_hook_parses_and_fires_only_on_a_fresh_attempt(monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "1:3")
+    fault = fault_from_env()
+    assert fault == Fault(rank=1, step=3)
+    fault.maybe_fire(rank=0, step=3, resumed=False)  # other rank: nothing happens
+    fault.maybe_fire(rank=1, step=3, resumed=True)  # resumed attempt: nothing happens
+    monkeypatch.setenv(FAULT_ENV, "x")
+    with pytest.raises(ConfigError, match=FAULT_ENV):
+        fault_from_env()

@@ -1,0 +1,183 @@
+"""From a validated TrainSpec to a resolved stage plan, after the checks that read storage.
+
+``preflight(spec)`` fails before anything starts on Ray, naming the field at fault: the dataset
+manifest is readable and has the stage's bucket, the model's latent channels match it, and
+``init_from`` is a complete export or a checkpoint. ``plan_stage(spec)`` then fixes what the
+workers need: absolute URIs, the latent shape and scale, precision, lr, the fault hook.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from videomar.data_pipelines import storage
+from videomar.errors import ConfigError
+from videomar.platform.specs.base import SpecError
+from videomar.platform.specs.train import TrainSpec
+from videomar.platform.training import checkpoint, export
+from videomar.platform.training.deepspeed_config import resolve_precision
+from videomar.platform.training.faults import Fault, fault_from_env
+from videomar.platform.training.tracking import TrackingTarget, resolve_target
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What training needs to know about the latent dataset's bucket."""
+
+    manifest_uri: str
+    latent_shape: tuple[int, int, int, int]  # (C, T', H', W')
+    latent_scale: float
+    vae_id: str
+    vae_uri: str | None  # the VAE export the latents came from (copied into the stage export)
+    clips: int  # clips in the chosen split of the bucket
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Everything a worker needs, resolved on the driver; picklable."""
+
+    spec: TrainSpec  # with URIs made absolute
+    spec_yaml: str
+    run_dir: str  # <storage>/<name>: Ray Train's experiment directory
+    export_uri: str
+    dataset: DatasetInfo
+    precision: str  # "bf16" | "fp32"
+    lr: float
+    fault: Fault | None
+    tracking: TrackingTarget
+
+
+def absolute(uri: str) -> str:
+    """S3 URIs as given; local paths made absolute (workers run in other directories)."""
+    return uri if storage.is_s3(uri) else os.path.abspath(os.path.expanduser(uri))
+
+
+def resolved_spec(spec: TrainSpec) -> TrainSpec:
+    data = spec.model_dump(mode="json")
+    data["data"]["manifest"] = absolute(spec.data.manifest)
+    data["storage"] = absolute(spec.storage)
+    data["export"] = absolute(spec.export_uri)
+    if spec.init_from is not None:
+        data["init_from"]["uri"] = absolute(spec.init_from.uri)
+    return TrainSpec.model_validate(data).with_source(spec.source)
+
+
+def spec_yaml(spec: TrainSpec) -> str:
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def preflight(spec: TrainSpec) -> DatasetInfo:
+    """Checks that read storage; SpecError names the spec file and the field at fault."""
+    where = spec.source
+    try:
+        info = dataset_info(absolute(spec.data.manifest), spec)
+        if spec.init_from is not None:
+            check_init_from(absolute(spec.init_from.uri), spec, info)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        raise SpecError(f"{where}: {err}") from None
+    return info
+
+
+def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
+    from videomar.data_pipelines.manifest import load_manifest
+
+    if not storage.exists(manifest_uri):
+        raise ConfigError(f"data.manifest: {manifest_uri} does not exist; run the precompute job first")
+    manifest = load_manifest(manifest_uri)
+    b = spec.data.bucket
+    bucket = manifest.bucket((b.frames, b.height, b.width)) if _has_bucket(manifest, b) else None
+    if bucket is None:
+        have = ", ".join(f"{x.frames}x{x.height}x{x.width}" for x in manifest.buckets) or "none"
+        raise ConfigError(
+            f"data.bucket: {b.key} (frames x height x width) is not in {manifest_uri}; "
+            f"its buckets are: {have}"
+        )
+    shape = tuple(int(v) for v in bucket.latent_shape)
+    model = spec.model.build()
+    if shape[0] != model.latent_channels:
+        raise ConfigError(
+            f"model.latent_channels={model.latent_channels} does not match the dataset's "
+            f"{shape[0]} latent channels ({manifest_uri}); set model.overrides.latent_channels"
+        )
+    if shape[2] % model.patch_size or shape[3] % model.patch_size:
+        raise ConfigError(f"model.patch_size={model.patch_size} does not divide the latent grid {shape[2:]}")
+    clips = bucket_clips(bucket, spec.data.split)
+    if clips < spec.scaling.workers * spec.optim.batch_size:
+        raise ConfigError(
+            f"data.bucket: {b.key} has {clips} {spec.data.split} clips, fewer than one batch for every "
+            f"worker (scaling.workers={spec.scaling.workers} x optim.batch_size={spec.optim.batch_size})"
+        )
+    return DatasetInfo(
+        manifest_uri=manifest_uri,
+        latent_shape=shape,  # type: ignore[arg-type]
+        latent_scale=float(manifest.latent_scale),
+        vae_id=str(manifest.vae_id),
+        vae_uri=manifest_vae_uri(manifest, manifest_uri),
+        clips=clips,
+    )
+
+
+def _has_bucket(manifest: Any, b) -> bool:
+    return any((x.frames, x.height, x.width) == (b.frames, b.height, b.width) for x in manifest.buckets)
+
+
+def bucket_clips(bucket: Any, split: str) -> int:
+    counts = getattr(bucket, "counts", None) or {}
+    if split == "all":
+        return int(sum(counts.values())) if counts else int(getattr(bucket, "clips", 0))
+    return int(counts.get(split, 0))
+
+
+def manifest_vae_uri(manifest: Any, manifest_uri: str) -> str | None:
+    uri = getattr(manifest, "vae_uri", None) or getattr(manifest, "vae", None)
+    if isinstance(uri, str) and uri:
+        return uri if storage.is_s3(uri) or os.path.isabs(uri) else storage.join(os.path.dirname(manifest_uri), uri)
+    return None
+
+
+def check_init_from(uri: str, spec: TrainSpec, info: DatasetInfo) -> None:
+    """init_from must be a complete export (of a model like ours) or a checkpoint directory."""
+    if export.is_export(uri) or not checkpoint.is_checkpoint(uri):
+        export.check_complete(uri, field="init_from.uri")
+        config = export.read_export_config(uri, field="init_from.uri")
+        ours = spec.model.build().to_dict()
+        theirs = config.get("model", {})
+        differ = sorted(k for k in ours if k in theirs and _norm(ours[k]) != _norm(theirs[k]))
+        if differ:
+            raise ConfigError(
+                f"init_from.uri: the export {uri} has a different model ({', '.join('model.' + k for k in differ)}); "
+                f"a stage can only start from the same architecture"
+            )
+        if config.get("vae_id") and config["vae_id"] != info.vae_id:
+            raise ConfigError(f"init_from.uri: the export {uri} was trained on latents of VAE "
+                              f"{config['vae_id']}, but data.manifest uses {info.vae_id}")
+
+
+def _norm(value: Any) -> Any:
+    return [_norm(v) for v in value] if isinstance(value, (list, tuple)) else (
+        {k: _norm(v) for k, v in value.items()} if isinstance(value, dict) else value)
+
+
+def plan_stage(spec: TrainSpec, info: DatasetInfo) -> StagePlan:
+    spec = resolved_spec(spec)
+    cuda = spec.scaling.gpus_per_worker > 0
+    try:
+        precision = resolve_precision(spec.deepspeed.precision, cuda)
+    except ValueError as err:
+        raise SpecError(f"{spec.source}: {err}") from None
+    workdir = spec.storage
+    return StagePlan(
+        spec=spec,
+        spec_yaml=spec_yaml(spec),
+        run_dir=storage.join(spec.storage, spec.name),
+        export_uri=spec.export,  # type: ignore[arg-type]
+        dataset=info,
+        precision=precision,
+        lr=spec.lr,
+        fault=fault_from_env(),
+        tracking=resolve_target(spec.mlflow.tracking_uri, spec.mlflow.experiment, workdir),
+    )

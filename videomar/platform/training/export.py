@@ -1,0 +1,142 @@
+"""The stage export: what serving, evaluation and the next stage read.
+
+An export is a directory (local or s3://) holding
+
+    model.safetensors   the EMA weights (fp32)
+    config.json         model config, latent shape and scale, trained bucket, VAE id, step
+    spec.yaml           the resolved spec of the stage that wrote it
+    vae/                the VAE export, so an export is self-contained
+    COMPLETE            written last: an export without it is refused
+
+Readers go through ``load_export`` (or ``export_weights``/``read_export_config``), which refuse
+an incomplete export and name it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from videomar.data_pipelines import storage
+from videomar.errors import ConfigError
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+SPEC_FILE = "spec.yaml"
+VAE_DIR = "vae"
+COMPLETE_MARKER = "COMPLETE"
+EXPORT_FORMAT = 1
+
+
+class IncompleteExportError(ConfigError):
+    """The export has no COMPLETE marker (its writer did not finish) or does not exist."""
+
+
+@dataclass
+class Export:
+    """A loaded export: the model in eval mode, its VAE, and config.json as a dict."""
+
+    uri: str
+    model: Any  # videomar.model.videomar.VideoMAR
+    vae: Any  # videomar.model.vae.VideoVAE
+    config: dict[str, Any]
+
+    @property
+    def latent_scale(self) -> float:
+        return float(self.config["latent"]["scale"])
+
+
+def check_complete(uri: str, field: str = "export") -> None:
+    """Raise IncompleteExportError naming ``uri`` (and the spec field) unless it is complete."""
+    if not storage.exists(storage.join(uri, COMPLETE_MARKER)):
+        what = "does not exist" if not storage.exists(storage.join(uri, CONFIG_FILE)) else (
+            f"is incomplete: no {COMPLETE_MARKER} marker (the stage writing it has not finished)")
+        raise IncompleteExportError(f"{field}: export {uri} {what}")
+
+
+def is_export(uri: str) -> bool:
+    """True when ``uri`` looks like an export (complete or not) rather than a checkpoint."""
+    return storage.exists(storage.join(uri, CONFIG_FILE)) or storage.exists(storage.join(uri, WEIGHTS_FILE))
+
+
+def write_export(
+    uri: str,
+    weights: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    spec_yaml: str,
+    vae_uri: str | None,
+) -> None:
+    """Write an export; any old COMPLETE marker goes first, the new one last."""
+    marker = storage.join(uri, COMPLETE_MARKER)
+    if storage.exists(marker):
+        fs, path = storage.filesystem(marker)
+        fs.delete_file(path)
+    if vae_uri:
+        _copy_tree(vae_uri, storage.join(uri, VAE_DIR))
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in weights.items()}
+    storage.write_bytes_atomic(storage.join(uri, WEIGHTS_FILE), save_safetensors(tensors))
+    body = {"format": EXPORT_FORMAT, **config, "has_vae": bool(vae_uri)}
+    storage.write_bytes_atomic(storage.join(uri, CONFIG_FILE), json.dumps(body, indent=2).encode())
+    storage.write_bytes_atomic(storage.join(uri, SPEC_FILE), spec_yaml.encode())
+    storage.write_bytes_atomic(marker, b"")
+
+
+def read_export_config(uri: str, field: str = "export") -> dict[str, Any]:
+    check_complete(uri, field)
+    return json.loads(storage.read_bytes(storage.join(uri, CONFIG_FILE)))
+
+
+def export_weights(uri: str, field: str = "export") -> dict[str, torch.Tensor]:
+    """The EMA weights of a complete export, as a CPU state dict."""
+    check_complete(uri, field)
+    return load_safetensors(storage.read_bytes(storage.join(uri, WEIGHTS_FILE)))
+
+
+def load_export(uri: str, device: str | torch.device = "cpu") -> Export:
+    """Load a complete export: VideoMAR (eval mode, EMA weights) on ``device`` plus its VAE."""
+    from videomar.model.config import ModelConfig
+    from videomar.model.videomar import build_model
+
+    config = read_export_config(uri)
+    model = build_model(ModelConfig.from_dict(config["model"]))
+    model.load_state_dict(export_weights(uri))
+    model.to(device).eval()
+    return Export(uri=str(uri), model=model, vae=_load_vae(uri, config, device), config=config)
+
+
+def _load_vae(uri: str, config: dict[str, Any], device) -> Any:
+    if not config.get("has_vae"):
+        return None
+    from videomar.model.vae import load_vae
+
+    vae_uri = storage.join(uri, VAE_DIR)
+    if storage.is_s3(vae_uri):
+        local = tempfile.mkdtemp(prefix="videomar-export-vae-")
+        storage.download_dir(vae_uri, local)
+        vae_uri = local
+    return load_vae(vae_uri).to(device).eval()
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    files = storage.list_files(src)
+    if not files:
+        raise FileNotFoundError(f"{src}: the VAE directory is empty or missing")
+    for rel, _, _ in files:
+        parts = rel.split("/")
+        storage.write_bytes_atomic(storage.join(dst, *parts), storage.read_bytes(storage.join(src, *parts)))
+
+
+def local_copy(uri: str) -> Path:
+    """A local directory with the export's files (the export itself when it is local)."""
+    if not storage.is_s3(uri):
+        return Path(uri)
+    local = tempfile.mkdtemp(prefix="videomar-export-")
+    storage.download_dir(uri, local)
+    return Path(local)

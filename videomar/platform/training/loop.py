@@ -1,0 +1,206 @@
+"""The per-worker train function that Ray Train runs on every rank.
+
+Each rank builds the model (same seed, so the same initial weights), loads ``init_from`` weights
+or resumes from Ray Train's latest checkpoint, wraps it in DeepSpeed, and streams its data shard.
+Each optimizer step: ``grad_accum`` micro-batches, a fresh latent sample per micro-batch, the
+next-frame loss, clip + AdamW + schedule inside DeepSpeed, then the EMA. Every
+``checkpoint.every`` steps and at the end every rank saves its DeepSpeed shard and all call
+``ray.train.report``; rank 0 adds EMA and data position, and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from videomar.platform.training import checkpoint
+from videomar.platform.training.checkpoint import TrainState
+from videomar.platform.training.config import StagePlan
+from videomar.platform.training.data import draw_latents, stream
+from videomar.platform.training.ema import EMA
+from videomar.platform.training.engine import build_engine
+from videomar.platform.training.tracking import StageLogger
+
+# Distinct random streams per (seed, rank, step, micro-step): a resumed run draws what it would
+# have drawn, and ranks never share noise.
+_SEED_STRIDE = 1_000_003
+
+
+@dataclass
+class WorkerEnv:
+    rank: int
+    world: int
+    device: torch.device
+    node_id: str
+
+
+def train_func(config: dict[str, Any]) -> None:
+    import ray.train
+
+    plan: StagePlan = config["plan"]
+    env = _worker_env()
+    spec = plan.spec
+    torch.manual_seed(spec.seed)
+    model = _initial_model(plan, config.get("init"), env.device)
+    ema = EMA.from_module(model, spec.ema_rate)
+    if config.get("init") is not None and "ema" in config["init"]:
+        ema.load_state_dict(config["init"]["ema"])
+    engine, scheduler = build_engine(spec, model, plan.lr, plan.precision)
+    state, resumed = TrainState(), False
+    latest = ray.train.get_checkpoint()
+    if latest is not None:
+        with latest.as_directory() as directory:
+            state, ema_state = checkpoint.restore(engine, directory)
+        ema.load_state_dict(ema_state)
+        resumed = True
+    logger = StageLogger(plan.tracking, config["run_id"]) if env.rank == 0 and config.get("run_id") else None
+    # Where a fresh stage starts from, as numbers MLflow keeps: init_from is visible in them.
+    start = {} if resumed or env.rank != 0 else {
+        "start_weights_checksum": checksum(_full_state(model)), "start_ema_checksum": checksum(ema.shadow)}
+    _train(plan, env, model, engine, scheduler, ema, state, resumed, logger, start)
+
+
+def _worker_env() -> WorkerEnv:
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    return WorkerEnv(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(),
+                     ray.get_runtime_context().get_node_id())
+
+
+def _initial_model(plan: StagePlan, init: dict | None, device: torch.device):
+    from videomar.model.videomar import build_model
+
+    model = build_model(plan.spec.model.build())
+    if init is not None and "weights" in init:
+        model.load_state_dict(init["weights"])
+    return model.to(device)
+
+
+def _train(plan, env, model, engine, scheduler, ema, state: TrainState, resumed, logger, start) -> None:
+    import ray.train
+
+    spec = plan.spec
+    accum = spec.optim.grad_accum
+    batches = stream(ray.train.get_dataset_shard("train"), spec.optim.batch_size, state.epoch, state.batch_in_epoch)
+    nodes = _all_nodes(env)
+    tokens_per_clip = _tokens_per_clip(plan)
+    autocast = (torch.autocast(device_type=env.device.type, dtype=torch.bfloat16)
+                if plan.precision == "bf16" else nullcontext())
+    sampler = _sampler(plan, env) if env.rank == 0 else None
+    while state.step < spec.schedule.steps:
+        started = time.perf_counter()
+        lr = scheduler.get_last_lr()[0]
+        loss_sum = torch.zeros((), device=env.device)
+        for micro in range(accum):
+            epoch, index, batch = next(batches)
+            gen = torch.Generator(device=env.device).manual_seed(
+                spec.seed + _SEED_STRIDE * (env.rank + env.world * (state.step * accum + micro)))
+            latents = draw_latents(batch, plan.dataset.latent_scale, env.device, gen)
+            text = model.tokenize(batch.captions).to(env.device)
+            with autocast:
+                loss = engine(latents, text, gen)
+            engine.backward(loss)
+            engine.step()
+            loss_sum += loss.detach().float()
+            state.epoch, state.batch_in_epoch = epoch, index + 1
+            if sampler is not None:
+                sampler.keep_conditions(batch)
+        ema.update(model)
+        state.step += 1
+        state.samples_seen += spec.global_batch
+        step_time = time.perf_counter() - started
+        metrics = {
+            "loss": _mean_over_ranks(loss_sum / accum),
+            "lr": lr,
+            "grad_norm": float(engine.get_global_grad_norm() or 0.0),
+            "samples_per_s": spec.global_batch / step_time,
+            "tokens_per_s": spec.global_batch * tokens_per_clip / step_time,
+            "step_time_s": step_time,
+            "peak_memory_bytes": _peak_memory(env.device),
+        }
+        if logger is not None:
+            logger.log_metrics({**metrics, **start}, state.step)
+            start = {}
+        last = state.step == spec.schedule.steps
+        if sampler is not None and (last or (spec.samples.every and state.step % spec.samples.every == 0)):
+            sampler.sample(ema, state.step, logger)
+        if last or state.step % spec.checkpoint.every == 0:
+            _report(engine, ema, state, env, {**metrics, "step": state.step, "epoch": state.epoch, "nodes": nodes,
+                                              "resumed": resumed})
+        if plan.fault is not None:
+            plan.fault.maybe_fire(env.rank, state.step, resumed)
+
+
+def _report(engine, ema, state: TrainState, env: WorkerEnv, metrics: dict) -> None:
+    import shutil
+
+    import ray.train
+
+    local = checkpoint.save(engine, ema.state_dict(), state, env.rank)
+    try:
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(local),
+                         checkpoint_dir_name=f"checkpoint_{state.step:08d}")
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def _mean_over_ranks(value: torch.Tensor) -> float:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= dist.get_world_size()
+    return float(value)
+
+
+def _all_nodes(env: WorkerEnv) -> list[str]:
+    """The node of every rank, in rank order (shows where Ray placed the workers)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [env.node_id]
+    out: list[Any] = [None] * env.world
+    dist.all_gather_object(out, env.node_id)
+    return [str(n) for n in out]
+
+
+def _tokens_per_clip(plan: StagePlan) -> int:
+    _, t, h, w = plan.dataset.latent_shape
+    p = plan.spec.model.build().patch_size
+    return t * (h // p) * (w // p)
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def _full_state(model) -> dict[str, torch.Tensor]:
+    from videomar.platform.training.ema import gathered
+
+    with gathered(model):
+        return {k: v.detach().to("cpu", torch.float32).clone() for k, v in model.named_parameters()}
+
+
+def checksum(state: dict[str, torch.Tensor]) -> float:
+    """A number that changes when any weight changes: equal checksums show equal starting weights."""
+    return float(sum((v.double() * (i + 1)).sum() for i, v in enumerate(state[k] for k in sorted(state))))
+
+
+def _sampler(plan: StagePlan, env: WorkerEnv):
+    from videomar.platform.training.samples import StageSampler
+
+    if plan.spec.samples.count == 0:
+        return None
+    return StageSampler(plan, env.device, tmp_root=os.environ.get("TMPDIR"))

@@ -1,0 +1,148 @@
+"""Running one curriculum stage on the connected Ray: checks, MLflow runs, TorchTrainer, export.
+
+    preflight -> plan -> MLflow parent/child runs -> TorchTrainer.fit() -> export -> close the run
+
+Ray Train's experiment directory is ``<storage>/<name>``; running the same spec again finds its
+checkpoints there and resumes from the latest (Ray Train V2 restores a run by name), and a lost
+worker is survived by restarting the worker group from the latest checkpoint (FailureConfig).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load as load_safetensors
+
+from videomar.data_pipelines import storage
+from videomar.platform.specs.train import TrainSpec
+from videomar.platform.training import checkpoint, export
+from videomar.platform.training.config import StagePlan, plan_stage, preflight
+from videomar.platform.training.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
+
+# Forwarded to the train workers so they reach the same S3 as the driver (a cluster's nodes
+# usually have their own credentials, in which case the driver has none of these set).
+AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+           "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    export_uri: str
+    checkpoint_uri: str
+    metrics: dict[str, Any]
+    run_id: str | None
+    parent_run_id: str | None
+
+
+def run_stage(spec: TrainSpec) -> StageResult:
+    """Train one stage to completion (or resume it) and write its export."""
+    info = preflight(spec)
+    plan = plan_stage(spec, info)
+    init = initial_weights(plan)
+    runs = open_stage(plan.tracking, spec.mlflow.curriculum or spec.name, spec.name)
+    _log_inputs(runs, plan)
+    try:
+        result = _fit(plan, init, runs.run_id)
+        export_dir = write_stage_export(plan, result.checkpoint)
+    except BaseException:
+        close_stage(runs, None, ok=False)
+        raise
+    close_stage(runs, export_dir if spec.mlflow.log_export else None, ok=True)
+    return StageResult(export_uri=plan.export_uri, checkpoint_uri=_checkpoint_uri(plan, result.checkpoint),
+                       metrics=dict(result.metrics or {}), run_id=runs.run_id, parent_run_id=runs.parent_id)
+
+
+def initial_weights(plan: StagePlan) -> dict[str, dict] | None:
+    """init_from's weights and/or EMA (read on the driver: workers need no access to it)."""
+    init = plan.spec.init_from
+    if init is None:
+        return None
+    if checkpoint.is_checkpoint(init.uri) and not export.is_export(init.uri):
+        return checkpoint.checkpoint_weights(init.uri, init.carry)
+    weights = export.export_weights(init.uri, field="init_from.uri")
+    return {part: weights for part in init.carry}
+
+
+def _log_inputs(runs: StageRuns, plan: StagePlan) -> None:
+    with tempfile.TemporaryDirectory(prefix="videomar-spec-") as tmp:
+        path = Path(tmp, "spec.yaml")
+        path.write_text(plan.spec_yaml)
+        log_stage_inputs(runs, plan.spec.model_dump(mode="json"), str(path), plan.dataset.manifest_uri,
+                         plan.dataset.vae_id)
+
+
+def _fit(plan: StagePlan, init: dict | None, run_id: str):
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from videomar.data_pipelines.reader import read_bucket
+    from videomar.platform.training.loop import train_func
+
+    spec = plan.spec
+    b = spec.data.bucket
+    dataset = read_bucket(plan.dataset.manifest_uri, (b.frames, b.height, b.width), spec.data.split)
+    gpus = spec.scaling.gpus_per_worker
+    resources = {"CPU": spec.scaling.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
+    trainer = TorchTrainer(
+        train_func,
+        train_loop_config={"plan": plan, "init": ray.put(init) if init else None, "run_id": run_id},
+        scaling_config=ScalingConfig(num_workers=spec.scaling.workers, use_gpu=gpus > 0,
+                                     resources_per_worker=resources, placement_strategy=spec.scaling.placement),
+        run_config=_run_config(plan, RunConfig, FailureConfig, CheckpointConfig),
+        datasets={"train": dataset},
+    )
+    return trainer.fit()
+
+
+def _run_config(plan: StagePlan, RunConfig, FailureConfig, CheckpointConfig):
+    spec = plan.spec
+    fs, path = storage.filesystem(spec.storage)
+    env = {k: os.environ[k] for k in AWS_ENV if k in os.environ} if _uses_s3(spec) else {}
+    return RunConfig(
+        name=spec.name,
+        storage_path=path,
+        storage_filesystem=fs if storage.is_s3(spec.storage) else None,
+        failure_config=FailureConfig(max_failures=spec.checkpoint.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=spec.checkpoint.keep),
+        worker_runtime_env={"env_vars": env} if env else None,
+    )
+
+
+def _uses_s3(spec: TrainSpec) -> bool:
+    uris = [spec.storage, spec.data.manifest, spec.export or ""]
+    return any(storage.is_s3(u) for u in uris)
+
+
+def _checkpoint_uri(plan: StagePlan, ckpt) -> str:
+    return f"s3://{ckpt.path}" if storage.is_s3(plan.spec.storage) else ckpt.path
+
+
+def write_stage_export(plan: StagePlan, ckpt) -> str:
+    """Write the export from the final checkpoint's EMA; returns a local copy of it for MLflow."""
+    if ckpt is None:
+        raise RuntimeError(f"stage {plan.spec.name} finished without a checkpoint; nothing to export")
+    fs = ckpt.filesystem
+    with fs.open_input_stream(f"{ckpt.path}/{checkpoint.EMA_FILE}") as f:
+        ema = load_safetensors(f.read())
+    with fs.open_input_stream(f"{ckpt.path}/{checkpoint.STATE_FILE}") as f:
+        state = json.loads(f.read())
+    spec = plan.spec
+    b = spec.data.bucket
+    config = {
+        "model": spec.model.build().to_dict(),
+        "preset": spec.model.preset,
+        "latent": {"shape": list(plan.dataset.latent_shape), "scale": plan.dataset.latent_scale},
+        "bucket": {"frames": b.frames, "height": b.height, "width": b.width},
+        "vae_id": plan.dataset.vae_id,
+        "stage": spec.name,
+        "step": state["step"],
+        "manifest": plan.dataset.manifest_uri,
+    }
+    export.write_export(plan.export_uri, ema, config, plan.spec_yaml, plan.dataset.vae_uri)
+    return str(export.local_copy(plan.export_uri))
