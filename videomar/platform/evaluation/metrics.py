@@ -8,8 +8,6 @@ caller's choice. Only torch is needed: the tests check the results against sciki
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -110,8 +108,3 @@ def copy_last(context: torch.Tensor, frames: int) -> torch.Tensor:
     if frames < 1:
         raise ValueError(f"frames={frames} must be >= 1")
     return context[:, :, -1:].expand(-1, -1, frames, -1, -1).clone()
-
-
-def mean_finite(values: torch.Tensor) -> float:
-    """The mean of a metric tensor as a float (NaN when empty)."""
-    return float(values.double().mean()) if values.numel() else math.nan

@@ -1,0 +1,104 @@
+"""Where eval results go: ``eval.json`` next to the export, a PNG of metrics per stage, and the
+stage's MLflow run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+EVAL_JSON = "eval.json"
+PLOT_NAME = "eval_by_stage.png"
+METRIC_PREFIX = "eval/"
+
+# Panels of the per-stage plot: title -> metrics drawn in it (model first, reference after).
+PANELS: dict[str, tuple[str, ...]] = {
+    "PSNR (dB)": ("psnr", "psnr_copy_last"),
+    "SSIM": ("ssim", "ssim_copy_last"),
+    "digit consistency": ("digit_consistency", "digit_consistency_gt"),
+    "dynamics": ("dynamics", "dynamics_gt"),
+    "VAE reconstruction PSNR (dB)": ("vae_psnr",),
+    "FVD": ("fvd",),
+}
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_eval_json(export_uri: str, result: dict[str, Any]) -> str:
+    """Write ``result`` as ``<export>/eval.json`` (atomically; NaN and inf become null)."""
+    from videomar.data_pipelines import storage
+
+    uri = storage.join(export_uri, EVAL_JSON)
+    text = json.dumps(_finite_or_none(result), indent=2, sort_keys=True, allow_nan=False)
+    storage.write_bytes_atomic(uri, text.encode())
+    return uri
+
+
+def read_eval_json(export_uri: str) -> dict[str, Any] | None:
+    """The eval result stored next to an export, or None if it has not been evaluated."""
+    from videomar.data_pipelines import storage
+
+    uri = storage.join(export_uri, EVAL_JSON)
+    if not storage.exists(uri):
+        return None
+    return json.loads(storage.read_bytes(uri))
+
+
+def plot_stages(stages: list[dict[str, Any]], path: str | Path) -> Path:
+    """A PNG of metrics per stage: validation loss by target frame index (one line per stage),
+    then one panel per entry of ``PANELS`` with stages on the x axis.
+
+    ``stages``: eval results in curriculum order, each with ``stage``, ``metrics`` and
+    ``val_loss_by_frame`` (as ``evaluate_export`` returns them).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s["stage"] for s in stages]
+    fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(3.2 * (len(PANELS) + 1), 3.2))
+    ax = axes[0]
+    for s in stages:
+        by_frame = s.get("val_loss_by_frame") or {}
+        ks = sorted(by_frame, key=int)
+        ax.plot([int(k) for k in ks], [by_frame[k] for k in ks], marker="o", label=s["stage"])
+    ax.set_title("val loss by target frame")
+    ax.set_xlabel("latent frame index")
+    ax.legend(fontsize=7)
+    for ax, (title, keys) in zip(axes[1:], PANELS.items()):
+        for key in keys:
+            values = [s["metrics"].get(key) for s in stages]
+            ax.plot(range(len(stages)), [math.nan if v is None else v for v in values], marker="o", label=key)
+        ax.set_title(title)
+        ax.set_xticks(range(len(stages)), names, rotation=30, fontsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def log_to_mlflow(result: dict[str, Any], run_id: str, tracking_uri: str | None, plot: Path | None) -> None:
+    """Log the finite metrics (prefixed ``eval/``), the result JSON and the plot to an existing run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    metrics = dict(result["metrics"])
+    metrics.update({f"val_loss_k{k}": v for k, v in result.get("val_loss_by_frame", {}).items()})
+    for key, value in sorted(metrics.items()):
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            client.log_metric(run_id, METRIC_PREFIX + key, float(value))
+    client.log_dict(run_id, _finite_or_none(result), f"eval/{EVAL_JSON}")
+    if plot is not None:
+        client.log_artifact(run_id, str(plot), artifact_path="eval")

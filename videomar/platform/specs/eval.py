@@ -1,0 +1,79 @@
+"""The ``eval`` job spec: measure a stage export on the held-out clips of a latent dataset.
+
+It reports the teacher-forced validation loss per target frame, continuation PSNR/SSIM against
+the ground truth with the copy-the-last-frame baseline beside them, moving-digits consistency and
+dynamics, VAE reconstruction PSNR/SSIM and FVD; it writes ``eval.json`` next to the export and logs
+to the stage's MLflow run. ``EvalOptions`` is also what the training job passes when it evaluates
+every stage at its end.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from videomar.platform.specs.base import BucketSection, JobSpec, Section
+
+
+class FeaturesSection(Section):
+    """The video feature extractor for FVD."""
+
+    extractor: str = Field(
+        default="builtin",
+        description="'builtin' (offline; its FVD is not comparable to published numbers) or the path "
+        "or s3:// URI of a TorchScript file, e.g. an I3D export",
+    )
+    size: int | None = Field(default=None, ge=8, description="resize frames to size x size first (I3D: 224)")
+    call_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for its forward")
+
+
+class EvalOptions(Section):
+    """How much to measure, and how to sample continuations."""
+
+    videos: int = Field(default=8, ge=2, description="held-out clips continued and compared (FVD needs >= 2)")
+    loss_clips: int = Field(default=32, ge=1, description="held-out clips for the teacher-forced loss")
+    cond_frames: int = Field(default=1, ge=1, description="latent frames given as the condition")
+    steps: int = Field(default=16, ge=1, description="spatial decoding steps per generated frame")
+    cfg: float = Field(default=3.0, ge=1.0, description="classifier-free guidance scale")
+    temperature: float | None = Field(default=None, gt=0, description="fixed temperature; default: progressive")
+    batch_size: int = Field(default=4, ge=1, description="clips per forward pass")
+    seed: int = 0
+    features: FeaturesSection = Field(default_factory=FeaturesSection)
+    digit_classifier: str | None = Field(
+        default=None, description="cache file of the digit classifier; default under ~/.cache/videomar"
+    )
+
+
+class EvalDataSection(Section):
+    manifest: str = Field(description="URI of the latent dataset's manifest.json (its 'val' split is used)")
+    bucket: BucketSection | None = Field(default=None, description="default: the bucket the export was trained on")
+
+
+class EvalMlflowSection(Section):
+    tracking_uri: str | None = Field(default=None, description="server or store URI; else MLFLOW_TRACKING_URI")
+    experiment: str = "videomar"
+    run_id: str | None = Field(
+        default=None, description="log into this run; default: the stage's run (found by its tag), else a new one"
+    )
+
+
+class ResourcesSection(Section):
+    gpus: float = Field(default=0, ge=0, description="GPUs for the eval task (0: CPU)")
+    cpus: float = Field(default=1, gt=0)
+
+
+class EvalSpec(JobSpec):
+    """Evaluate one stage export; see jobs/quickstart/eval.yaml."""
+
+    kind: Literal["eval"]
+    export: str = Field(description="URI of the stage export to evaluate (local path or s3://)")
+    data: EvalDataSection
+    options: EvalOptions = Field(default_factory=EvalOptions)
+    mlflow: EvalMlflowSection = Field(default_factory=EvalMlflowSection)
+    resources: ResourcesSection = Field(default_factory=ResourcesSection)
+
+    def run(self) -> int:
+        from videomar.platform.evaluation.job import run_eval_spec
+
+        return run_eval_spec(self)
