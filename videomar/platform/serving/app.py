@@ -1,0 +1,243 @@
+"""The Ray Serve application: a thin FastAPI ingress in front of a sampler deployment.
+
+Endpoints (every one but /healthz needs ``Authorization: Bearer <token>`` when a token is
+configured):
+
+  POST /v1/generate        one video. JSON body (see requests.GenerateRequest): ``image`` (base64
+                           PNG/JPEG, frame 0 of the video), ``frames`` (pixel frames of the output,
+                           the image included), ``prompt``, ``seed``, ``cfg``, ``temperature``,
+                           ``steps``. Answers the MP4 itself when the client accepts video/mp4,
+                           else JSON with the base64 MP4 and its metadata.
+  POST /v1/batches         many inputs; one MP4 per input written under the storage root; 202 + id.
+  GET  /v1/batches/{id}    status, progress, output URIs, per-input errors.
+  GET  /v1/model           preset, trained frames and resolution, units, limits, batching stats.
+  GET  /healthz            liveness.
+
+The sampler deployment loads the export once per replica and groups concurrent requests with
+``@serve.batch``; requests of the same key (frames, steps, size, cfg, temperature) in a batch are
+sampled in one KV-cached ``generate`` call (see engine.Engine.run).
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see the real `Request` class in the
+# endpoint signatures of the Serve ingress to inject the request.
+import asyncio
+import base64
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+
+from videomar.model.media import DEFAULT_FPS, mp4_bytes
+from videomar.platform.serving.auth import TokenCheck
+from videomar.platform.serving.batches import BatchStatus, BatchStore, new_batch_id, output_prefix, run_batch
+from videomar.platform.serving.engine import Engine, Job
+from videomar.platform.serving.requests import (
+    BatchRequest, GenerateRequest, RequestError, parse_json, to_job, validate,
+)
+from videomar.platform.specs.serve import Limits, SamplerDefaults, ServeSpec
+
+FRAMES_UNIT = "pixel frames of the output video; the condition image is frame 0 and counts"
+IMAGE_SIZE_POLICY = (
+    "rejected, never resized: the video has the image's size, whose width and height must be "
+    "multiples of spatial_multiple and within the limits"
+)
+VIDEO_MP4 = "video/mp4"
+
+app = FastAPI(title="videomar", description="VideoMAR image-to-video generation")
+
+
+@app.exception_handler(RequestError)
+async def _request_error(_: Request, err: RequestError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    return JSONResponse({"error": str(err)}, status_code=err.status, headers=headers)
+
+
+@serve.deployment
+class Sampler:
+    """One replica: the export loaded once; batched generation; batch-size statistics."""
+
+    def __init__(self, checkpoint: str, max_batch_size: int, batch_wait_timeout_s: float):
+        self.engine = Engine.load(checkpoint)
+        self.max_batch_size = max_batch_size
+        self.batch_sizes: Counter = Counter()  # requests per @serve.batch call
+        self.call_sizes: Counter = Counter()  # rows per sampler call
+        self.generate_batch.set_max_batch_size(max_batch_size)
+        self.generate_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    def info(self) -> dict:
+        return {
+            **asdict(self.engine.info()),
+            "stats": {
+                "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+                "sampler_call_sizes": {str(k): v for k, v in sorted(self.call_sizes.items())},
+                "requests": sum(k * v for k, v in self.batch_sizes.items()),
+            },
+        }
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    async def generate_batch(self, jobs: list[Job]) -> list:
+        self.batch_sizes[len(jobs)] += 1
+        self.call_sizes.update(Counter(job.key for job in jobs).values())
+        return await asyncio.to_thread(self.engine.run, jobs)
+
+    async def generate(self, job: Job) -> dict:
+        frames = await self.generate_batch(job)  # [T, H, W, 3] uint8
+        video = await asyncio.to_thread(mp4_bytes, frames)
+        t, h, w, _ = frames.shape
+        return {"video": video, "frames": t, "height": h, "width": w, "fps": DEFAULT_FPS}
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """What the ingress needs from the spec (no secrets: the token travels as a digest)."""
+
+    limits: Limits
+    defaults: SamplerDefaults
+    storage_root: str
+    token: TokenCheck
+    max_batch_size: int
+    batch_wait_timeout_s: float
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.ingress(app)
+class Api:
+    def __init__(self, sampler, settings: ApiSettings):
+        self.sampler = sampler
+        self.s = settings
+        self.store = BatchStore(settings.storage_root)
+        self.tasks: set[asyncio.Task] = set()  # running batches, kept referenced until done
+        self._spatial_multiple: int | None = None
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _guard(self, request: Request) -> None:
+        if not self.s.token.allows(request.url.path, request.headers.get("authorization")):
+            raise RequestError("authorization: missing or wrong bearer token", status=401)
+
+    async def _body(self, request: Request):
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.s.limits.max_body_bytes:
+            raise RequestError(f"body: {declared} bytes exceeds the limit of {self.s.limits.max_body_bytes}", 413)
+        return parse_json(await request.body(), self.s.limits)
+
+    async def _multiple(self) -> int:
+        if self._spatial_multiple is None:
+            self._spatial_multiple = (await self.sampler.info.remote())["spatial_multiple"]
+        return self._spatial_multiple
+
+    async def _job(self, req: GenerateRequest, field: str = "") -> Job:
+        return to_job(req, self.s.limits, self.s.defaults, await self._multiple(), field)
+
+    # -- endpoints ---------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    async def model(self, request: Request) -> dict:
+        self._guard(request)
+        info = await self.sampler.info.remote()
+        return {
+            **info,
+            "frames_unit": FRAMES_UNIT,
+            "image_size_policy": IMAGE_SIZE_POLICY,
+            "limits": self.s.limits.model_dump(),
+            "defaults": self.s.defaults.model_dump(),
+            "batching": {"max_batch_size": self.s.max_batch_size, "batch_wait_timeout_s": self.s.batch_wait_timeout_s},
+        }
+
+    @app.post("/v1/generate")
+    async def generate(self, request: Request) -> Response:
+        self._guard(request)
+        req = validate(GenerateRequest, await self._body(request))
+        job = await self._job(req)
+        out = await self.sampler.generate.remote(job)
+        meta = {"frames": out["frames"], "height": out["height"], "width": out["width"], "fps": out["fps"],
+                "seed": job.seed, "steps": job.steps, "cfg": job.cfg, "temperature": job.temperature}
+        if VIDEO_MP4 in request.headers.get("accept", ""):
+            headers = {f"x-videomar-{k}": str(v) for k, v in meta.items()}
+            return Response(content=out["video"], media_type=VIDEO_MP4, headers=headers)
+        return JSONResponse({**meta, "media_type": VIDEO_MP4, "video": base64.b64encode(out["video"]).decode()})
+
+    @app.post("/v1/batches", status_code=202)
+    async def create_batch(self, request: Request) -> JSONResponse:
+        self._guard(request)
+        req = validate(BatchRequest, await self._body(request))
+        if len(req.inputs) > self.s.limits.max_batch_inputs:
+            raise RequestError(f"inputs: {len(req.inputs)} inputs exceeds the limit of {self.s.limits.max_batch_inputs}")
+        jobs = [await self._job(r, f"inputs.{i}.") for i, r in enumerate(req.inputs)]
+        batch_id = new_batch_id()
+        status = BatchStatus(id=batch_id, output_prefix=output_prefix(self.s.storage_root, req.output_prefix, batch_id),
+                             total=len(jobs))
+        await asyncio.to_thread(self.store.save, status)
+        task = asyncio.create_task(run_batch(self.store, status, jobs, self._video, 2 * self.s.max_batch_size))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return JSONResponse({"id": batch_id, "status": status.status, "total": status.total,
+                             "output_prefix": status.output_prefix}, status_code=202)
+
+    @app.get("/v1/batches/{batch_id}")
+    async def get_batch(self, batch_id: str, request: Request) -> JSONResponse:
+        self._guard(request)
+        found = await asyncio.to_thread(self.store.load, batch_id)
+        if found is None:
+            return JSONResponse({"error": f"id: no batch {batch_id}"}, status_code=404)
+        return JSONResponse(found)
+
+    async def _video(self, job: Job) -> bytes:
+        return (await self.sampler.generate.remote(job))["video"]
+
+
+# -- building and running ------------------------------------------------------------------------
+def gpus_per_replica(spec: ServeSpec) -> float:
+    wanted = spec.deployment.gpus_per_replica
+    if wanted != "auto":
+        return float(wanted)
+    import ray
+
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
+def build_app(spec: ServeSpec, token: TokenCheck | None = None):
+    """The Serve application for ``spec`` (Ray must be connected). ``token`` defaults to the one
+    the spec's auth section configures."""
+    d = spec.deployment
+    scaling = ({"autoscaling_config": d.autoscaling.model_dump()} if d.autoscaling
+               else {"num_replicas": d.replicas})
+    sampler = Sampler.options(
+        max_ongoing_requests=d.max_ongoing_requests,
+        ray_actor_options={"num_cpus": d.cpus_per_replica, "num_gpus": gpus_per_replica(spec)},
+        **scaling,
+    ).bind(spec.checkpoint, d.max_batch_size, d.batch_wait_timeout_s)
+    settings = ApiSettings(
+        limits=spec.limits, defaults=spec.defaults, storage_root=spec.storage.root,
+        token=token or TokenCheck.from_config(spec.auth), max_batch_size=d.max_batch_size,
+        batch_wait_timeout_s=d.batch_wait_timeout_s,
+    )
+    return Api.options(max_ongoing_requests=max(100, 4 * d.max_ongoing_requests)).bind(sampler, settings)
+
+
+def start(spec: ServeSpec, route_prefix: str = "/", token: TokenCheck | None = None) -> str:
+    """Deploy the application (starting Serve's HTTP proxy on spec.http if needed); returns the
+    base URL once replicas are ready."""
+    serve.start(http_options={"host": spec.http.host, "port": spec.http.port})
+    serve.run(build_app(spec, token), name=spec.app_name, route_prefix=route_prefix)
+    return f"http://{spec.http.host}:{spec.http.port}{route_prefix.rstrip('/')}"
+
+
+def serve_forever(spec: ServeSpec) -> int:
+    """Start, print the URL, and block until Ctrl-C; then delete the application."""
+    import time
+
+    url = start(spec)
+    print(f"videomar serving {spec.checkpoint} at {url} (GET {url}/v1/model); Ctrl-C stops", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.delete(spec.app_name)
+    return 0

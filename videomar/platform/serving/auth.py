@@ -1,0 +1,69 @@
+"""Bearer-token authentication for the HTTP API.
+
+The token is read where the service is started (from a secret file or an environment variable)
+and only its SHA-256 digest travels to the Serve replicas, so the secret never lands in Ray's
+deployment metadata or logs. Requests are checked by comparing digests in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from videomar.platform.specs.serve import AuthSection
+
+UNPROTECTED_PATHS = frozenset({"/healthz"})
+
+
+class AuthError(ValueError):
+    """The configured token cannot be read (the message names the file or variable)."""
+
+
+def read_token(auth: AuthSection) -> str | None:
+    """The configured token, or None when none is configured. An empty token is an error."""
+    if auth.token_file:
+        path = Path(auth.token_file).expanduser()
+        try:
+            token = path.read_text().strip()
+        except OSError as err:
+            raise AuthError(f"auth.token_file: cannot read {path}: {err.strerror or err}") from None
+        if not token:
+            raise AuthError(f"auth.token_file: {path} is empty")
+        return token
+    if auth.token_env and auth.token_env in os.environ:
+        token = os.environ[auth.token_env].strip()
+        if not token:
+            raise AuthError(f"auth.token_env: ${auth.token_env} is set but empty")
+        return token
+    return None
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """Checks ``Authorization: Bearer ...`` against a token digest; None accepts everyone."""
+
+    token_digest: str | None
+
+    @classmethod
+    def from_config(cls, auth: AuthSection) -> "TokenCheck":
+        token = read_token(auth)
+        return cls(digest(token) if token else None)
+
+    @property
+    def enabled(self) -> bool:
+        return self.token_digest is not None
+
+    def allows(self, path: str, authorization: str | None) -> bool:
+        if self.token_digest is None or path in UNPROTECTED_PATHS:
+            return True
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            return False
+        return hmac.compare_digest(digest(given.strip()), self.token_digest)

@@ -1,0 +1,152 @@
+"""The generation engine every serving path shares (HTTP, /v1/batches, the ``generate`` job and
+``videomar generate``): a loaded stage export, and a function from jobs to videos.
+
+Frames are counted in **pixel frames of the output video, the condition image included as
+frame 0**. The model works in latent frames: latent frame 0 is the VAE encoding of the image
+alone, and each further latent frame decodes to ``temporal_compression`` pixel frames. A request
+for N frames generates ``ceil((N - 1) / temporal_compression)`` latent frames after the image,
+decodes them, and keeps the first N pixel frames, so the video has exactly N frames.
+
+Jobs of the same key (frames, steps, height, width, cfg, temperature) run as one batched,
+KV-cached ``generate`` call. Seeds: a job run alone (a group of one) uses a generator seeded
+with its own seed, so the same request alone gives the same video every time. A group of several
+jobs draws from one generator seeded from the group's seeds in order; the video then depends on
+the jobs it was batched with (the sampler has one random stream per call).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from videomar.model.media import decode_latents, to_uint8_frames
+from videomar.model.sampler import generate
+
+SEED_MODULUS = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video to make. ``image`` is [H, W, 3] uint8; ``temperature`` None means the
+    sampler's progressive schedule."""
+
+    image: np.ndarray
+    prompt: str
+    frames: int  # pixel frames of the output, the image included
+    steps: int  # spatial steps per latent frame
+    cfg: float
+    temperature: float | None
+    seed: int
+
+    @property
+    def key(self) -> tuple:
+        """Jobs with equal keys are sampled together in one call."""
+        h, w = self.image.shape[:2]
+        return (self.frames, self.steps, h, w, self.cfg, self.temperature)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(frames, steps, height, width): what must match for two jobs to share a batch."""
+        return self.key[:4]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What clients may ask about the loaded export."""
+
+    preset: str | None
+    trained_bucket: dict[str, int] | None  # pixel frames, height, width the stage trained on
+    latent_channels: int
+    temporal_compression: int
+    spatial_compression: int
+    spatial_multiple: int  # image height and width must be multiples of this
+    parameters: int
+
+
+class Engine:
+    """A stage export ready to sample: model and VAE in eval mode on one device."""
+
+    def __init__(self, model, vae, config: dict[str, Any]):
+        if vae is None:
+            raise ValueError("the export has no vae/ directory; serving needs the VAE to encode images and decode videos")
+        self.model, self.vae, self.config = model, vae, config
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def load(cls, uri: str, device: str | torch.device | None = None) -> "Engine":
+        from videomar.platform.training.export import load_export
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        export = load_export(uri, device=device)
+        return cls(export.model, export.vae, export.config)
+
+    # -- shapes ------------------------------------------------------------------------------
+    def latent_frames_to_generate(self, frames: int) -> int:
+        """Latent frames after the image needed for ``frames`` pixel frames (image included)."""
+        return max(1, math.ceil((frames - 1) / self.vae.temporal_compression))
+
+    @property
+    def spatial_multiple(self) -> int:
+        return self.vae.spatial_compression * self.model.config.patch_size
+
+    def info(self) -> ModelInfo:
+        bucket = self.config.get("bucket")
+        return ModelInfo(
+            preset=self.config.get("preset"),
+            trained_bucket={k: int(bucket[k]) for k in ("frames", "height", "width")} if bucket else None,
+            latent_channels=self.model.config.latent_channels,
+            temporal_compression=self.vae.temporal_compression,
+            spatial_compression=self.vae.spatial_compression,
+            spatial_multiple=self.spatial_multiple,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+        )
+
+    # -- generation --------------------------------------------------------------------------
+    def run(self, jobs: list[Job]) -> list[np.ndarray]:
+        """Videos [frames, H, W, 3] uint8, one per job, in order; one sampler call per key."""
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            groups[job.key].append(i)
+        out: list[np.ndarray | None] = [None] * len(jobs)
+        for indices in groups.values():
+            for i, video in zip(indices, self._run_group([jobs[i] for i in indices])):
+                out[i] = video
+        return out  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def condition(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Images [H, W, 3] uint8 (same size) -> scaled latents [B, C, 1, H', W'] (posterior mean:
+        the condition is deterministic)."""
+        pixels = torch.from_numpy(np.stack(images)).to(self.device)  # [B, H, W, 3]
+        pixels = pixels.permute(0, 3, 1, 2)[:, :, None].float() / 127.5 - 1.0  # [B, 3, 1, H, W]
+        mean, _ = self.vae.encode(pixels)
+        return mean * self.vae.scale
+
+    @torch.no_grad()
+    def _run_group(self, jobs: list[Job]) -> list[np.ndarray]:
+        first = jobs[0]
+        cond = self.condition([j.image for j in jobs])  # [B, C, 1, H', W']
+        text = self.model.tokenize([j.prompt for j in jobs])
+        generator = torch.Generator(device=self.device).manual_seed(group_seed([j.seed for j in jobs]))
+        kwargs = {} if first.temperature is None else {"temperature": first.temperature}
+        latents = generate(
+            self.model, cond, text, frames=self.latent_frames_to_generate(first.frames),
+            steps=first.steps, cfg=first.cfg, mode="kv_cache", generator=generator, **kwargs,
+        )  # [B, C, 1 + frames', H', W']
+        pixels = decode_latents(self.vae, latents)[:, :, : first.frames]  # [B, 3, frames, H, W]
+        return [to_uint8_frames(video) for video in pixels]
+
+
+def group_seed(seeds: list[int]) -> int:
+    """The generator seed of a group: the job's own seed when alone, else a mix of the seeds."""
+    if len(seeds) == 1:
+        return seeds[0] % SEED_MODULUS
+    mixed = 0
+    for s in seeds:
+        mixed = (mixed * 1_000_003 + s) % SEED_MODULUS
+    return mixed

@@ -1,0 +1,135 @@
+"""Request bodies of the HTTP API, validated at the edge.
+
+Everything a client sends is checked here and turned into ``Job`` objects, or refused with a
+``RequestError`` whose message starts with the field at fault (``frames``, ``image``,
+``inputs.3.seed``...). The ingress answers those with HTTP 422 (413 for an oversized body).
+
+Images: base64 PNG or JPEG (optionally a ``data:image/...;base64,`` URL). The output video has
+the image's resolution; an image whose height or width is not a multiple of the model's spatial
+multiple, or is larger than the limits, is **rejected**, never resized.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import secrets
+from typing import Any
+
+import numpy as np
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from videomar.platform.serving.engine import Job
+from videomar.platform.specs.serve import Limits, SamplerDefaults
+
+MAX_SEED = 2**63 - 1
+
+
+class RequestError(ValueError):
+    """A request is invalid; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+class GenerateRequest(BaseModel):
+    """POST /v1/generate, and each entry of POST /v1/batches ``inputs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="condition image, base64 PNG or JPEG; becomes frame 0")
+    frames: int = Field(ge=2, description="pixel frames of the output video, the image included")
+    prompt: str = Field(default="", max_length=2000)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="omitted: a random seed, echoed back")
+    cfg: float | None = Field(default=None, ge=1.0, le=50.0, description="guidance scale; 1 disables guidance")
+    temperature: float | None = Field(default=None, gt=0.0, le=5.0, description="omitted: progressive schedule")
+    steps: int | None = Field(default=None, ge=1, description="spatial steps per latent frame")
+
+
+class BatchRequest(BaseModel):
+    """POST /v1/batches: many inputs; videos land under ``output_prefix`` inside the storage root."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[GenerateRequest] = Field(min_length=1)
+    output_prefix: str | None = Field(default=None, description="relative path under the storage root")
+
+
+def parse_json(body: bytes, limits: Limits) -> Any:
+    if len(body) > limits.max_body_bytes:
+        raise RequestError(f"body: {len(body)} bytes exceeds the limit of {limits.max_body_bytes}", status=413)
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError(f"body: malformed JSON: {err}") from None
+
+
+def validate(model: type[BaseModel], data: Any) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as err:
+        raise RequestError(describe(err)) from None
+
+
+def describe(err: pydantic.ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "body"
+        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts)
+
+
+def decode_image(data: str, field: str = "image") -> np.ndarray:
+    """base64 PNG/JPEG -> [H, W, 3] uint8 (RGB; alpha dropped, grey expanded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if data.startswith("data:"):
+        data = data.partition(",")[2]
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"{field}: not valid base64") from None
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            if img.format not in ("PNG", "JPEG"):
+                raise RequestError(f"{field}: a {img.format} image; send PNG or JPEG")
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise RequestError(f"{field}: not a PNG or JPEG image") from None
+
+
+def to_job(req: GenerateRequest, limits: Limits, defaults: SamplerDefaults, multiple: int,
+           field: str = "") -> Job:
+    """Check one request against the limits and decode its image."""
+    if req.frames > limits.max_frames:
+        raise RequestError(f"{field}frames: {req.frames} exceeds the limit of {limits.max_frames}")
+    steps = req.steps if req.steps is not None else defaults.steps
+    if steps > limits.max_steps:
+        raise RequestError(f"{field}steps: {steps} exceeds the limit of {limits.max_steps}")
+    image = decode_image(req.image, f"{field}image")
+    check_image_size(image, limits, multiple, f"{field}image")
+    return Job(
+        image=image, prompt=req.prompt, frames=req.frames, steps=steps,
+        cfg=req.cfg if req.cfg is not None else defaults.cfg,
+        temperature=req.temperature if req.temperature is not None else defaults.temperature,
+        seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED),
+    )
+
+
+def check_image_size(image: np.ndarray, limits: Limits, multiple: int, field: str) -> None:
+    h, w = image.shape[:2]
+    if h % multiple or w % multiple:
+        raise RequestError(
+            f"{field}: {w}x{h} pixels; width and height must be multiples of {multiple} "
+            f"(images are rejected, not resized)"
+        )
+    if h > limits.max_height or w > limits.max_width:
+        raise RequestError(
+            f"{field}: {w}x{h} pixels exceeds the limit of {limits.max_width}x{limits.max_height} "
+            f"(images are rejected, not resized)"
+        )
