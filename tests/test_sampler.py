@@ -1,0 +1,127 @@
+"""The KV-cached autoregressive sampler: equivalence with recomputation, call counts, cache
+growth, extrapolation, argument checks, determinism and video output."""
+
+from __future__ import annotations
+
+import decord
+import numpy as np
+import pytest
+import torch
+
+from videomar.errors import ConfigError
+from videomar.model.cache import KVCache
+from videomar.model.config import model_config
+from videomar.model.media import to_uint8_frames, write_outputs
+from videomar.model.sampler import generate
+from videomar.model.videomar import VideoMAR
+
+C, H, W = 4, 4, 4
+
+
+@pytest.fixture(scope="module")
+def model() -> VideoMAR:
+    torch.manual_seed(0)
+    m = VideoMAR(model_config("tiny", latent_channels=C, head={"sample_steps": 10})).eval()
+    with torch.no_grad():  # random weights everywhere, so the head's samples depend on the backbone
+        for p in m.parameters():
+            p.normal_(0, 0.1)
+    return m
+
+
+def run(model, mode, frames=4, seed=3, cond=None, **kw):
+    cond = torch.randn(2, C, 1, H, W, generator=torch.Generator().manual_seed(0)) if cond is None else cond
+    text = model.tokenize(["a handwritten 3 moving up", "a 5"][: cond.shape[0]])
+    kw.setdefault("steps", 4)
+    return generate(model, cond, text, frames=frames, cfg=kw.pop("cfg", 3.0), mode=mode,
+                    generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def test_kv_cache_and_recompute_give_the_same_video(model):
+    cached = run(model, "kv_cache")
+    reference = run(model, "recompute")
+    assert cached.shape == (2, C, 5, H, W)
+    assert (cached - reference).abs().max().item() <= 1e-4
+    assert cached[:, :, 1:].abs().max() > 0  # a real video, not zeros
+    assert not torch.allclose(cached[0], cached[1])
+
+
+def test_same_seed_same_video_other_seed_other_video(model):
+    assert torch.equal(run(model, "kv_cache", seed=5), run(model, "kv_cache", seed=5))
+    assert not torch.equal(run(model, "kv_cache", seed=5), run(model, "kv_cache", seed=6))
+
+
+def test_backbone_calls_and_linear_cache_growth(model, monkeypatch):
+    calls, lengths, sizes = [], [], []
+    original = model.backbone
+
+    def counting(h, pos, text, cache=None, write=False):
+        calls.append(("write" if write else "step", h.shape[1]))
+        out = original(h, pos, text, cache, write)
+        if write:
+            lengths.append(cache.length)
+            sizes.append(cache.nbytes())
+        return out
+
+    monkeypatch.setattr(model, "backbone", counting)
+    frames, steps, n = 4, 4, H * W
+    run(model, "kv_cache", frames=frames, steps=steps)
+    step_calls = [c for c in calls if c[0] == "step"]
+    writes = [c for c in calls if c[0] == "write"]
+    assert len(step_calls) == frames * steps
+    assert all(tokens == n for _, tokens in step_calls)  # each step runs only the current frame
+    assert len(writes) == 1 + frames  # prefill + one append per generated frame
+    assert lengths == [n * (i + 1) for i in range(frames + 1)]
+    assert all(s == sizes[0] * (i + 1) for i, s in enumerate(sizes))
+
+
+def test_token_by_token_decides_one_token_per_step(model, monkeypatch):
+    steps = []
+    original = model.backbone
+    monkeypatch.setattr(model, "backbone", lambda h, pos, text, cache=None, write=False: (
+        steps.append(write) or original(h, pos, text, cache, write)))
+    out = run(model, "token_by_token", frames=2)
+    assert steps.count(False) == 2 * H * W
+    assert torch.isfinite(out).all()
+
+
+def test_extrapolates_to_longer_clips_and_larger_frames(model):
+    # The model is used at 1 + 4 frames of 4x4 elsewhere; here twice the frames and twice H and W.
+    cond = torch.randn(1, C, 1, 2 * H, 2 * W)
+    out = run(model, "kv_cache", frames=9, cond=cond, cfg=1.5)
+    assert out.shape == (1, C, 10, 2 * H, 2 * W)
+    assert torch.isfinite(out).all()
+    assert out[:, :, 2:].abs().max() <= 2.0  # generated latents after the first are clipped
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"frames": 0}, "frames"),
+        ({"steps": 0}, "steps"),
+        ({"cfg": 0.5}, "cfg"),
+        ({"mode": "fast"}, "mode"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"cond": torch.randn(2, C + 1, 1, H, W)}, "channels"),
+        ({"cond": torch.randn(2, C, 0, H, W)}, "cond_latents"),
+    ],
+)
+def test_bad_arguments_name_the_argument(model, kwargs, name):
+    kwargs = dict(kwargs)
+    mode = kwargs.pop("mode", "kv_cache")
+    with pytest.raises(ConfigError, match=name):
+        run(model, mode, **kwargs)
+
+
+def test_cache_starts_empty():
+    cache = KVCache(depth=2)
+    assert cache.length == 0 and cache.nbytes() == 0 and cache.get(0) is None
+
+
+def test_videos_are_written_as_mp4_gif_and_contact_sheet(tmp_path):
+    pixels = torch.rand(3, 9, 32, 32) * 2 - 1
+    frames = to_uint8_frames(pixels)
+    assert frames.shape == (9, 32, 32, 3) and frames.dtype == np.uint8
+    out = write_outputs(frames, tmp_path / "clip")
+    assert len(decord.VideoReader(str(out["mp4"]))) == 9
+    assert out["gif"].stat().st_size > 0 and out["png"].stat().st_size > 0
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
