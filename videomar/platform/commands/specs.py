@@ -53,4 +53,8 @@ def cmd_run(args) -> int:
     # Before Ray is imported by ensure_ray: the auth settings are read when it connects.
     apply_env_defaults()
     ensure_ray()
-    return spec.run()
+    try:
+        return spec.run()
+    except SpecError as err:  # checks that read storage run inside run(), e.g. a missing dataset
+        print(f"invalid: {err}", file=sys.stderr)
+        return 1
