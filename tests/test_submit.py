@@ -49,9 +49,13 @@ def test_a_spec_failing_on_the_cluster_reaches_failed_with_its_reason(ray_head, 
         "data": {"manifest": str(missing), "bucket": {"frames": 5, "height": 32, "width": 32}},
         "schedule": {"steps": 2}, "storage": str(tmp_path / "runs"),
     })
-    job_id = submit(capsys, ray_head, spec)
-    state = client(ray_head).wait(job_id, timeout_s=JOB_TIMEOUT_S)
-    assert state.status == "FAILED"
+    # --follow streams the log as the job runs and exits 1 when it did not succeed.
+    status, followed, err = videomar(capsys, "submit", spec, "--follow", *ray_head.cli_args())
+    assert status == 1
+    job_id = followed.splitlines()[0]
+    assert f"{job_id}: FAILED" in err
+    assert "data.manifest" in followed and str(missing) in followed
+    assert client(ray_head).state(job_id).status == "FAILED"
 
     status, out, _ = videomar(capsys, "status", job_id, *ray_head.cli_args())
     assert status == 0
