@@ -13,6 +13,9 @@ COMMAND_MODULES = [
     "videomar.platform.commands.specs",
     "videomar.platform.commands.jobs",
     "videomar.platform.commands.cluster",
+    "videomar.platform.commands.serve",
+    "videomar.platform.commands.data",
+    "videomar.platform.commands.quickstart",
 ]
 
 

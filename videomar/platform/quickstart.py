@@ -1,0 +1,193 @@
+"""The main job end to end on embedded defaults: sample videos -> train the VAE -> precompute
+latents -> the two-stage quickstart curriculum (2 workers, ZeRO-2) -> generate a video from a
+held-out first frame with the KV-cached sampler.
+
+Every step runs a real job spec from jobs/quickstart/ (copied into the work dir, where its
+relative paths resolve), through the same code as `videomar run`, on an in-process Ray with
+local-disk storage and a local MLflow store. `--small` shrinks the counts for CI.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs" / "quickstart"
+STAGES = ("vae.yaml", "precompute.yaml", "stage1.yaml", "stage2.yaml")
+OTHER_SPECS = ("eval.yaml", "generate.yaml", "serve.yaml")
+HELD_OUT_SEED = 10_000  # a seed the training videos never use
+SAMPLE_FRAMES = 24  # pixel frames per sample video; covers the longest bucket with room for 2 clips
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the quickstart runs; --small shrinks it for CI."""
+
+    videos: int = 24
+    generate_frames: int = 9  # pixel frames of the final video, the condition frame included
+    generate_steps: int = 8
+    # Per spec file: nested keys to override in the YAML before it is validated.
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+FULL = Plan()
+SMALL = Plan(
+    videos=8,
+    overrides={
+        "vae.yaml": {"train": {"steps": 30}},
+        "stage1.yaml": {"schedule": {"steps": 6}, "checkpoint": {"every": 6}},
+        "stage2.yaml": {"schedule": {"steps": 6}, "checkpoint": {"every": 6}},
+    },
+)
+
+
+class QuickstartError(RuntimeError):
+    pass
+
+
+def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str], None] = print) -> dict[str, Path]:
+    """Run every step in `workdir`; returns the paths of what it made. Raises QuickstartError."""
+    plan = SMALL if small else FULL
+    work = Path(workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    if not JOBS_DIR.is_dir():
+        raise QuickstartError(f"{JOBS_DIR} is missing: run the quickstart from a source checkout of videomar")
+    progress = _Progress(out, total=len(STAGES) + 3)
+    previous_cwd = os.getcwd()
+    os.chdir(work)  # the specs' relative paths resolve against the work dir
+    try:
+        specs = _write_specs(work, plan)
+        with progress.step("sample videos of moving handwritten digits"):
+            _sample_videos(work, plan)
+        from videomar.platform.ray_env import ensure_ray
+
+        with progress.step("start an in-process Ray"):
+            ensure_ray(num_cpus=max(4, os.cpu_count() or 1))
+        for name in STAGES:
+            spec = specs[name]
+            with progress.step(f"{spec.kind}: {spec.name or name} ({name})"):
+                status = spec.run()
+                if status != 0:
+                    raise QuickstartError(f"{name} ({spec.kind}) failed with exit status {status}")
+        with progress.step("generate a video from a held-out first frame (KV-cached sampler)"):
+            outputs = _generate(work, plan)
+    finally:
+        os.chdir(previous_cwd)
+    _summary(work, outputs, out, progress.elapsed())
+    return outputs
+
+
+def _write_specs(work: Path, plan: Plan) -> dict:
+    """Copy the quickstart specs into the work dir (with --small overrides) and validate them."""
+    from videomar.platform.specs import parse_spec
+
+    specs = {}
+    for name in STAGES + OTHER_SPECS:
+        source = JOBS_DIR / name
+        text = source.read_text()
+        if name in plan.overrides:
+            data = _merge(yaml.safe_load(text), plan.overrides[name])
+            text = f"# {source.name} from videomar's quickstart, with --small overrides\n" + yaml.safe_dump(data, sort_keys=False)
+        (work / name).write_text(text)
+        specs[name] = parse_spec(yaml.safe_load(text), str(work / name))
+    return specs
+
+
+def _merge(base: dict, patch: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def _sample_videos(work: Path, plan: Plan) -> None:
+    from videomar.data_pipelines.sample_data import write_sample_videos
+
+    write_sample_videos(work / "sample", plan.videos, seed=0, frames=SAMPLE_FRAMES)
+    write_sample_videos(work / "heldout", 1, seed=HELD_OUT_SEED, frames=SAMPLE_FRAMES)
+
+
+def _held_out_frame(work: Path, size: tuple[int, int]) -> Path:
+    """The first frame of the held-out video, resized to the training resolution, as a PNG."""
+    import decord
+    from PIL import Image
+
+    video = next((work / "heldout").rglob("*.mp4"))
+    first = decord.VideoReader(str(video))[0].asnumpy()  # [H, W, 3] uint8
+    path = work / "heldout" / "first_frame.png"
+    Image.fromarray(first).resize((size[1], size[0]), Image.BILINEAR).save(path)
+    return path
+
+
+def _generate(work: Path, plan: Plan) -> dict[str, Path]:
+    from videomar.platform.cli import main as cli
+    from videomar.platform.training.export import load_export
+
+    export_uri = str(work / "runs" / "quickstart-stage2" / "export")
+    bucket = load_export(export_uri).config["bucket"]
+    image = _held_out_frame(work, (bucket["height"], bucket["width"]))
+    out = work / "generated" / "heldout.mp4"
+    status = cli(["generate", "--checkpoint", export_uri, "--image", str(image), "--frames",
+                  str(plan.generate_frames), "--steps", str(plan.generate_steps),
+                  "--prompt", "a handwritten digit moving", "--out", str(out)])
+    if status != 0:
+        raise QuickstartError(f"generation failed with exit status {status}")
+    return {"mp4": out, "gif": out.with_suffix(".gif"), "png": out.with_suffix(".png"),
+            "condition": image, "export": Path(export_uri)}
+
+
+def _summary(work: Path, outputs: dict[str, Path], out: Callable[[str], None], seconds: float) -> None:
+    db = work / "runs" / "mlflow.db"
+    out("")
+    out(f"quickstart finished in {seconds / 60:.1f} min. Everything is under {work}")
+    out(f"  video (MP4):        {outputs['mp4']}")
+    out(f"  video (GIF):        {outputs['gif']}")
+    out(f"  contact sheet:      {outputs['png']}")
+    out(f"  condition frame:    {outputs['condition']}")
+    out(f"  checkpoints:        {work / 'runs'}/quickstart-stage*/ (Ray Train checkpoints)")
+    out(f"  final export:       {outputs['export']}")
+    out(f"  MLflow runs:        experiment 'videomar-quickstart' in {db if db.exists() else work / 'runs'}")
+    out("")
+    out("Next:")
+    out(f"  mlflow ui --backend-store-uri sqlite:///{db} --host 127.0.0.1   # browse the runs")
+    out(f"  cd {work} && videomar serve serve.yaml                           # HTTP endpoint on 127.0.0.1:8000")
+    out(f"  cd {work} && videomar run eval.yaml                              # quality metrics of the last stage")
+
+
+class _Progress:
+    def __init__(self, out: Callable[[str], None], total: int):
+        self.out, self.total, self.index, self.start = out, total, 0, time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def step(self, title: str):
+        progress = self
+
+        class _Step:
+            def __enter__(self):
+                progress.index += 1
+                self.started = time.perf_counter()
+                progress.out(f"[{progress.index}/{progress.total}] {title} ...")
+                sys.stdout.flush()
+
+            def __exit__(self, kind, err, tb):
+                if kind is None:
+                    progress.out(f"[{progress.index}/{progress.total}] done in {time.perf_counter() - self.started:.0f} s")
+                return False
+
+        return _Step()
+
+
+def clean(work: Path) -> None:
+    """Remove a previous quickstart's outputs (only used by --fresh)."""
+    if work.exists():
+        shutil.rmtree(work)
