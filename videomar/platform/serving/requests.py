@@ -84,23 +84,32 @@ def describe(err: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
-def decode_image(data: str, field: str = "image") -> np.ndarray:
-    """base64 PNG/JPEG -> [H, W, 3] uint8 (RGB; alpha dropped, grey expanded)."""
-    from PIL import Image, UnidentifiedImageError
-
+def decode_image(data: str, field: str = "image", limits: Limits | None = None, multiple: int = 1) -> np.ndarray:
+    """base64 PNG/JPEG (or a data: URL) -> [H, W, 3] uint8, size checked (see image_from_bytes)."""
     if data.startswith("data:"):
         data = data.partition(",")[2]
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise RequestError(f"{field}: not valid base64") from None
+    return image_from_bytes(raw, field, limits, multiple)
+
+
+def image_from_bytes(raw: bytes, field: str = "image", limits: Limits | None = None, multiple: int = 1) -> np.ndarray:
+    """PNG/JPEG bytes -> [H, W, 3] uint8 (RGB; alpha dropped, grey expanded). The size is checked
+    from the header, before the pixels are decoded."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(raw)) as img:
             if img.format not in ("PNG", "JPEG"):
                 raise RequestError(f"{field}: a {img.format} image; send PNG or JPEG")
+            check_image_size(img.height, img.width, limits, multiple, field)
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise RequestError(f"{field}: not a PNG or JPEG image") from None
+    except Image.DecompressionBombError:
+        raise RequestError(f"{field}: too many pixels to decode") from None
+    except (UnidentifiedImageError, OSError):
+        raise RequestError(f"{field}: not a PNG or JPEG image (or a truncated one)") from None
 
 
 def to_job(req: GenerateRequest, limits: Limits, defaults: SamplerDefaults, multiple: int,
@@ -111,8 +120,7 @@ def to_job(req: GenerateRequest, limits: Limits, defaults: SamplerDefaults, mult
     steps = req.steps if req.steps is not None else defaults.steps
     if steps > limits.max_steps:
         raise RequestError(f"{field}steps: {steps} exceeds the limit of {limits.max_steps}")
-    image = decode_image(req.image, f"{field}image")
-    check_image_size(image, limits, multiple, f"{field}image")
+    image = decode_image(req.image, f"{field}image", limits, multiple)
     return Job(
         image=image, prompt=req.prompt, frames=req.frames, steps=steps,
         cfg=req.cfg if req.cfg is not None else defaults.cfg,
@@ -121,14 +129,14 @@ def to_job(req: GenerateRequest, limits: Limits, defaults: SamplerDefaults, mult
     )
 
 
-def check_image_size(image: np.ndarray, limits: Limits, multiple: int, field: str) -> None:
-    h, w = image.shape[:2]
+def check_image_size(h: int, w: int, limits: Limits | None, multiple: int, field: str) -> None:
+    """Reject (never resize) an image the model cannot take; ``limits`` None checks the multiple only."""
     if h % multiple or w % multiple:
         raise RequestError(
             f"{field}: {w}x{h} pixels; width and height must be multiples of {multiple} "
             f"(images are rejected, not resized)"
         )
-    if h > limits.max_height or w > limits.max_width:
+    if limits is not None and (h > limits.max_height or w > limits.max_width):
         raise RequestError(
             f"{field}: {w}x{h} pixels exceeds the limit of {limits.max_width}x{limits.max_height} "
             f"(images are rejected, not resized)"

@@ -1,0 +1,112 @@
+"""``videomar serve`` (the HTTP endpoint on Ray Serve) and ``videomar generate`` (one video on
+this machine, no Serve needed)."""
+
+from __future__ import annotations
+
+import sys
+
+FRAMES_HELP = "pixel frames of the output video, the condition image included as frame 0"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="serve a stage export over HTTP on Ray Serve (127.0.0.1 unless configured)",
+        description="Deploy the VideoMAR sampler on Ray Serve: POST /v1/generate, POST /v1/batches, "
+        "GET /v1/batches/{id}, GET /v1/model, GET /healthz. Either a serve spec (kind: serve) or "
+        "--checkpoint with the defaults. Connects to RAY_ADDRESS if set, else starts a local Ray. "
+        "Blocks until Ctrl-C.",
+    )
+    p.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="a kind: serve spec")
+    p.add_argument("--checkpoint", metavar="URI", help="a complete stage export (instead of a spec)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1, or the spec's http.host)")
+    p.add_argument("--port", type=int, help="port (default 8000, or the spec's http.port)")
+    p.add_argument("--token-file", metavar="PATH", help="require this bearer token (file holding it)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "generate", help="generate one video from an image on this machine (writes MP4, GIF, PNG sheet)",
+        description="Load a stage export, encode the image with its VAE as latent frame 0, sample the "
+        "following frames with the KV-cached sampler, decode, and write OUT.mp4 plus OUT.gif and a "
+        "contact sheet OUT.png beside it. The image is rejected (not resized) unless its width and "
+        "height are multiples of the model's spatial multiple.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="URI", help="a complete stage export")
+    p.add_argument("--image", required=True, metavar="PNG", help="the condition image (PNG or JPEG)")
+    p.add_argument("--frames", required=True, type=int, metavar="N", help=FRAMES_HELP)
+    p.add_argument("--out", required=True, metavar="OUT.mp4", help="the MP4 to write")
+    p.add_argument("--prompt", default="", help="text prompt (default empty)")
+    p.add_argument("--steps", type=int, default=16, help="spatial steps per latent frame (default 16)")
+    p.add_argument("--cfg", type=float, default=3.0, help="guidance scale, 1 disables (default 3.0)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: progressive 0.95->0.90)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_generate)
+
+
+def serve_spec_from_args(args):
+    """The ServeSpec the arguments describe (SpecError names what is wrong)."""
+    from videomar.platform.specs import SpecError, load_spec, parse_spec
+
+    if bool(args.spec) == bool(args.checkpoint):
+        raise SpecError("give either SPEC.yaml or --checkpoint URI")
+    if args.spec:
+        spec = load_spec(args.spec)
+        if spec.kind != "serve":
+            raise SpecError(f"{args.spec}: kind: {spec.kind!r}; videomar serve needs kind: serve")
+        data = spec.model_dump()
+    else:
+        data = {"kind": "serve", "checkpoint": args.checkpoint}
+    http = {**data.get("http", {}), **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}}
+    auth = {**data.get("auth", {}), **({"token_file": args.token_file} if args.token_file else {})}
+    return parse_spec({**data, "http": http, "auth": auth}, args.spec or "--checkpoint")
+
+
+def cmd_serve(args) -> int:
+    from videomar.platform.ray_env import ensure_ray
+    from videomar.platform.serving.app import serve_forever
+    from videomar.platform.serving.auth import AuthError, TokenCheck
+    from videomar.platform.specs import SpecError
+
+    try:
+        spec = serve_spec_from_args(args)
+        TokenCheck.from_config(spec.auth)  # fail here, not in a replica, when the token is unreadable
+    except (SpecError, AuthError) as err:
+        print(f"serve: {err}", file=sys.stderr)
+        return 1
+    ensure_ray()
+    return serve_forever(spec)
+
+
+def cmd_generate(args) -> int:
+    import pydantic
+
+    from videomar.errors import ConfigError
+    from videomar.model.media import write_outputs
+    from videomar.platform.serving.engine import Engine, Job
+    from videomar.platform.serving.requests import RequestError, image_from_bytes
+    from videomar.platform.specs.generate import GenerateDefaults
+
+    if not args.out.endswith(".mp4"):
+        print(f"generate: --out {args.out}: must end in .mp4", file=sys.stderr)
+        return 2
+    try:
+        s = GenerateDefaults(frames=args.frames, steps=args.steps, cfg=args.cfg,
+                             temperature=args.temperature, seed=args.seed)
+    except pydantic.ValidationError as err:
+        e = err.errors()[0]
+        print(f"generate: --{e['loc'][0]}: {e['msg']}", file=sys.stderr)
+        return 2
+    try:
+        with open(args.image, "rb") as f:
+            raw = f.read()
+        engine = Engine.load(args.checkpoint)
+        image = image_from_bytes(raw, f"--image {args.image}", None, engine.spatial_multiple)
+    except (OSError, ConfigError, RequestError, ValueError) as err:
+        print(f"generate: {err}", file=sys.stderr)
+        return 1
+    job = Job(image=image, prompt=args.prompt, frames=s.frames, steps=s.steps, cfg=s.cfg,
+              temperature=s.temperature, seed=s.seed)
+    frames = engine.run([job])[0]
+    written = write_outputs(frames, args.out)  # OUT.mp4, OUT.gif, OUT.png
+    print(f"wrote {written['mp4']} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}), "
+          f"{written['gif']}, {written['png']}")
+    return 0

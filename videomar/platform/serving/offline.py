@@ -1,0 +1,170 @@
+"""The ``generate`` job: videos for a manifest of inputs, made by a Ray Data actor pool.
+
+The driver validates the whole manifest first (an error names the line and field) and checks
+that the export is complete, then Ray Data spreads the inputs over actors that each load the
+export once, sample a batch of inputs together, and write each MP4 atomically to the output
+folder. Inputs whose video already exists are skipped unless ``overwrite`` is set, so a rerun
+finishes what is missing. Every input ends up in ``results.json`` with its output or its error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import sys
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from videomar.data_pipelines import storage
+from videomar.errors import ConfigError
+from videomar.model.media import mp4_bytes
+from videomar.platform.serving.engine import Engine, Job
+from videomar.platform.serving.requests import MAX_SEED, image_from_bytes
+from videomar.platform.specs.generate import GenerateSpec
+
+RESULTS_FILE = "results.json"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class InputLine(BaseModel):
+    """One line of the inputs manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=1, description="PNG/JPEG path or URI; relative to the manifest's folder")
+    prompt: str = ""
+    name: str | None = Field(default=None, pattern=NAME_PATTERN, description="output file stem")
+    frames: int | None = Field(default=None, ge=2)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    steps: int | None = Field(default=None, ge=1)
+    cfg: float | None = Field(default=None, ge=1.0)
+    temperature: float | None = Field(default=None, gt=0)
+
+
+def read_inputs(spec: GenerateSpec) -> list[dict[str, Any]]:
+    """The manifest as resolved rows (defaults applied, image URIs absolute); ConfigError names
+    the line and field at fault."""
+    try:
+        text = storage.read_bytes(spec.inputs).decode()
+    except FileNotFoundError:
+        raise ConfigError(f"inputs: {spec.inputs} does not exist") from None
+    rows, names = [], set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"inputs: {spec.inputs} line {number}"
+        try:
+            item = InputLine.model_validate(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{where}: not valid JSON: {err}") from None
+        except pydantic.ValidationError as err:
+            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise ConfigError(f"{where}: {fields}") from None
+        name = item.name or f"{len(rows):06d}"
+        if name in names:
+            raise ConfigError(f"{where}: name: {name!r} is used by an earlier line")
+        names.add(name)
+        d = spec.defaults
+        rows.append({
+            "index": len(rows), "name": name, "image": _resolve(item.image, spec.inputs),
+            "prompt": item.prompt, "frames": item.frames or d.frames,
+            "seed": item.seed if item.seed is not None else d.seed,
+            "steps": item.steps or d.steps, "cfg": item.cfg if item.cfg is not None else d.cfg,
+            "temperature": item.temperature if item.temperature is not None else d.temperature,
+        })
+    if not rows:
+        raise ConfigError(f"inputs: {spec.inputs} has no inputs")
+    return rows
+
+
+def _resolve(image: str, manifest: str) -> str:
+    """An image reference as an absolute path or URI (relative ones are beside the manifest)."""
+    if storage.is_s3(image) or os.path.isabs(image):
+        return image
+    if storage.is_s3(manifest):
+        return posixpath.join(posixpath.dirname(manifest), image)
+    return os.path.join(os.path.dirname(os.path.abspath(manifest)), image)
+
+
+class GenerateActor:
+    """A Ray Data actor: the export loaded once; each call samples a batch of inputs."""
+
+    def __init__(self, checkpoint: str, output: str, overwrite: bool):
+        self.engine = Engine.load(checkpoint)
+        self.output, self.overwrite = output, overwrite
+
+    def __call__(self, batch: dict) -> dict:
+        rows = [json.loads(r) for r in batch["input"]]
+        results: dict[int, dict] = {}
+        jobs: dict[int, Job] = {}
+        for row in rows:
+            uri = storage.join(self.output, f"{row['name']}.mp4")
+            results[row["index"]] = {"index": row["index"], "name": row["name"], "output": uri, "error": None,
+                                     "skipped": False}
+            if not self.overwrite and storage.exists(uri):
+                results[row["index"]]["skipped"] = True
+                continue
+            try:
+                jobs[row["index"]] = self._job(row)
+            except (ValueError, OSError) as err:
+                results[row["index"]].update(output=None, error=str(err))
+        self._generate(jobs, results)
+        ordered = [results[r["index"]] for r in rows]
+        return {"result": [json.dumps(r) for r in ordered]}
+
+    def _job(self, row: dict) -> Job:
+        raw = storage.read_bytes(row["image"])
+        image = image_from_bytes(raw, f"image {row['image']}", None, self.engine.spatial_multiple)
+        return Job(image=image, prompt=row["prompt"], frames=row["frames"], steps=row["steps"],
+                   cfg=row["cfg"], temperature=row["temperature"], seed=row["seed"])
+
+    def _generate(self, jobs: dict[int, Job], results: dict[int, dict]) -> None:
+        if not jobs:
+            return
+        try:
+            videos = self.engine.run(list(jobs.values()))
+        except (ValueError, RuntimeError) as err:  # a sampler refusal fails this batch, not the job
+            for index in jobs:
+                results[index].update(output=None, error=f"{type(err).__name__}: {err}")
+            return
+        for index, video in zip(jobs, videos):
+            try:
+                storage.write_bytes_atomic(results[index]["output"], mp4_bytes(video))
+            except OSError as err:
+                results[index].update(output=None, error=f"writing {results[index]['output']}: {err}")
+
+
+def run_generate(spec: GenerateSpec) -> int:
+    """Run the job on the connected Ray cluster; 0 when every input has its video."""
+    import ray
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    from videomar.platform.training.export import check_complete
+
+    try:
+        check_complete(spec.checkpoint, "checkpoint")
+        rows = read_inputs(spec)
+    except ConfigError as err:
+        print(f"generate: {err}", file=sys.stderr)
+        return 1
+    w = spec.workers
+    gpus = w.gpus_per_actor if w.gpus_per_actor != "auto" else (1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0)
+    dataset = ray.data.from_items([{"input": json.dumps(r)} for r in rows]).map_batches(
+        GenerateActor,
+        fn_constructor_kwargs={"checkpoint": spec.checkpoint, "output": spec.output, "overwrite": spec.overwrite},
+        batch_size=w.batch_size, compute=ActorPoolStrategy(size=w.actors),
+        num_cpus=w.cpus_per_actor, num_gpus=gpus,
+    )
+    results = sorted((json.loads(r["result"]) for r in dataset.take_all()), key=lambda r: r["index"])
+    storage.write_bytes_atomic(storage.join(spec.output, RESULTS_FILE), json.dumps(results, indent=1).encode())
+    failed = [r for r in results if r["error"]]
+    made = sum(1 for r in results if not r["error"] and not r["skipped"])
+    skipped = sum(1 for r in results if r["skipped"])
+    print(f"generate: {made} videos written, {skipped} already there, {len(failed)} failed -> {spec.output}")
+    for r in failed:
+        print(f"  {r['name']}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
