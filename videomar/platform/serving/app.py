@@ -77,16 +77,21 @@ class Sampler:
         }
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
-    async def generate_batch(self, jobs: list[Job]) -> list:
+    async def generate_batch(self, jobs: list[Job]) -> list[dict]:
         self.batch_sizes[len(jobs)] += 1
         self.call_sizes.update(Counter(job.key for job in jobs).values())
-        return await asyncio.to_thread(self.engine.run, jobs)
+        videos = await asyncio.to_thread(self.engine.run, jobs)  # each [T, H, W, 3] uint8
+        # Encoded inside the batch so its requests answer together and their clients' next
+        # requests arrive together, to fill the next batch.
+        return await asyncio.gather(*(asyncio.to_thread(_encoded, v) for v in videos))
 
     async def generate(self, job: Job) -> dict:
-        frames = await self.generate_batch(job)  # [T, H, W, 3] uint8
-        video = await asyncio.to_thread(mp4_bytes, frames)
-        t, h, w, _ = frames.shape
-        return {"video": video, "frames": t, "height": h, "width": w, "fps": DEFAULT_FPS}
+        return await self.generate_batch(job)
+
+
+def _encoded(frames) -> dict:
+    t, h, w, _ = frames.shape
+    return {"video": mp4_bytes(frames), "frames": t, "height": h, "width": w, "fps": DEFAULT_FPS}
 
 
 @dataclass(frozen=True)
