@@ -44,12 +44,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def register_forwardless_params(wrapper: nn.Module, model: nn.Module) -> None:
     """ZeRO-3: gather, around the wrapper's forward, parameters no module forward would gather."""
-    from deepspeed.zero import register_external_parameter
+    import deepspeed
 
     for module in model.modules():
         if type(module).forward is nn.Module.forward:
             for param in module.parameters(recurse=False):
-                register_external_parameter(wrapper, param)
+                deepspeed.zero.register_external_parameter(wrapper, param)
 
 
 def build_engine(spec, model: nn.Module, lr: float, precision: str):

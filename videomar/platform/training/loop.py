@@ -61,7 +61,8 @@ def train_func(config: dict[str, Any]) -> None:
         resumed = True
     logger = StageLogger(plan.tracking, config["run_id"]) if env.rank == 0 and config.get("run_id") else None
     # Where a fresh stage starts from, as numbers MLflow keeps: init_from is visible in them.
-    start = {} if resumed or env.rank != 0 else {
+    # (Every rank computes it: under ZeRO-3 reading the full weights is a collective.)
+    start = {} if resumed else {
         "start_weights_checksum": checksum(_full_state(model)), "start_ema_checksum": checksum(ema.shadow)}
     _train(plan, env, model, engine, scheduler, ema, state, resumed, logger, start)
 
@@ -96,6 +97,7 @@ def _train(plan, env, model, engine, scheduler, ema, state: TrainState, resumed,
     autocast = (torch.autocast(device_type=env.device.type, dtype=torch.bfloat16)
                 if plan.precision == "bf16" else nullcontext())
     sampler = _sampler(plan, env) if env.rank == 0 else None
+    start_step = state.step  # where this attempt began: the resumed checkpoint's step, or 0
     while state.step < spec.schedule.steps:
         started = time.perf_counter()
         lr = scheduler.get_last_lr()[0]
@@ -135,7 +137,7 @@ def _train(plan, env, model, engine, scheduler, ema, state: TrainState, resumed,
             sampler.sample(ema, state.step, logger)
         if last or state.step % spec.checkpoint.every == 0:
             _report(engine, ema, state, env, {**metrics, "step": state.step, "epoch": state.epoch, "nodes": nodes,
-                                              "resumed": resumed})
+                                              "resumed": resumed, "start_step": start_step})
         if plan.fault is not None:
             plan.fault.maybe_fire(env.rank, state.step, resumed)
 

@@ -47,7 +47,7 @@ def run_stage(spec: TrainSpec) -> StageResult:
     runs = open_stage(plan.tracking, spec.mlflow.curriculum or spec.name, spec.name)
     _log_inputs(runs, plan)
     try:
-        result = _fit(plan, init, runs.run_id)
+        result = fit(plan, init, runs.run_id, stage_dataset(plan))
         export_dir = write_stage_export(plan, result.checkpoint)
     except BaseException:
         close_stage(runs, None, ok=False)
@@ -76,17 +76,23 @@ def _log_inputs(runs: StageRuns, plan: StagePlan) -> None:
                          plan.dataset.vae_id)
 
 
-def _fit(plan: StagePlan, init: dict | None, run_id: str):
+def stage_dataset(plan: StagePlan):
+    """The stage's bucket of the latent dataset, as a Ray Dataset streamed to the workers."""
+    from videomar.data_pipelines.reader import read_bucket
+
+    b = plan.spec.data.bucket
+    return read_bucket(plan.dataset.manifest_uri, (b.frames, b.height, b.width), plan.spec.data.split)
+
+
+def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
+    """TorchTrainer.fit() of the stage: ZeRO workers as the spec scales them, checkpoints in storage."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from videomar.data_pipelines.reader import read_bucket
     from videomar.platform.training.loop import train_func
 
     spec = plan.spec
-    b = spec.data.bucket
-    dataset = read_bucket(plan.dataset.manifest_uri, (b.frames, b.height, b.width), spec.data.split)
     gpus = spec.scaling.gpus_per_worker
     resources = {"CPU": spec.scaling.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
