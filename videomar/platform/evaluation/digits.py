@@ -97,14 +97,10 @@ def find_digits(gray: torch.Tensor) -> list[torch.Tensor]:
     regions = label_regions(ink)
     out = []
     for i in range(gray.shape[0]):
-        feats = []
-        for rid in regions[i].unique():
-            if rid == 0:
-                continue
-            mine = regions[i] == rid
-            if int((mine & ink[i]).sum()) < MIN_INK_PIXELS:
-                continue
-            feats.append(normalise_crop(gray[i] * mine))
+        # Ink pixels per region id; speckles below MIN_INK_PIXELS are dropped before any crop.
+        counts = torch.bincount(regions[i][ink[i]], minlength=1)
+        ids = (counts >= MIN_INK_PIXELS).nonzero().squeeze(1)
+        feats = [normalise_crop(gray[i] * (regions[i] == rid)) for rid in ids.tolist() if rid]
         out.append(torch.stack(feats) if feats else torch.zeros(0, NORM_SIZE * NORM_SIZE))
     return out
 
@@ -190,6 +186,18 @@ def digits_in_videos(clf: DigitClassifier, videos: torch.Tensor) -> torch.Tensor
     return clf.present(frames).view(b, t, NUM_CLASSES)
 
 
+def consistency_counts(present: torch.Tensor, cond_frames: int, subjects: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per video: (hits, pairs) [B] each, where pairs counts (subject digit, later frame) pairs and
+    hits those in which the digit is recognised. See ``subject_consistency``."""
+    if not 0 < cond_frames < present.shape[1]:
+        raise ValueError(f"cond_frames={cond_frames} must be in [1, {present.shape[1] - 1}] for {present.shape[1]} frames")
+    subjects = present[:, :cond_frames].any(dim=1) if subjects is None else subjects.bool()  # [B, 10]
+    later = present[:, cond_frames:]  # [B, T - cond, 10]
+    hits = (later & subjects[:, None]).sum(dim=(1, 2))
+    return hits, subjects.sum(dim=1) * later.shape[1]
+
+
 def subject_consistency(present: torch.Tensor, cond_frames: int, subjects: torch.Tensor | None = None) -> float:
     """Fraction of (subject digit, later frame) pairs in which the digit is still recognised.
 
@@ -197,20 +205,20 @@ def subject_consistency(present: torch.Tensor, cond_frames: int, subjects: torch
     condition, the rest are judged. ``subjects`` [B, 10] bool: the digits each video is about
     (default: those recognised in any of its conditioning frames). NaN when no video has a subject.
     """
-    if not 0 < cond_frames < present.shape[1]:
-        raise ValueError(f"cond_frames={cond_frames} must be in [1, {present.shape[1] - 1}] for {present.shape[1]} frames")
-    subjects = present[:, :cond_frames].any(dim=1) if subjects is None else subjects.bool()
-    later = present[:, cond_frames:]  # [B, T - cond, 10]
-    pairs = subjects.sum() * later.shape[1]
-    if int(pairs) == 0:
-        return float("nan")
-    return float((later & subjects[:, None]).sum() / pairs)
+    hits, pairs = consistency_counts(present, cond_frames, subjects)
+    total = int(pairs.sum())
+    return float(hits.sum()) / total if total else float("nan")
 
 
-def dynamics(videos: torch.Tensor, start: int = 0) -> float:
+def dynamics_per_video(videos: torch.Tensor, start: int = 0) -> torch.Tensor:
     """Mean absolute change between consecutive frames from frame ``start`` on, as a fraction of
-    the pixel range: [B, 3, T, H, W] -> float (0 = frozen)."""
+    the pixel range: [B, 3, T, H, W] -> [B] (0 = frozen)."""
     clip = videos[:, :, start:].float()
     if clip.shape[2] < 2:
         raise ValueError(f"dynamics needs at least 2 frames from frame {start}; got {clip.shape[2]}")
-    return float((clip[:, :, 1:] - clip[:, :, :-1]).abs().mean() / DATA_RANGE)
+    return (clip[:, :, 1:] - clip[:, :, :-1]).abs().flatten(1).mean(dim=1) / DATA_RANGE
+
+
+def dynamics(videos: torch.Tensor, start: int = 0) -> float:
+    """``dynamics_per_video`` averaged over the videos (all of one length)."""
+    return float(dynamics_per_video(videos, start).mean())

@@ -38,6 +38,9 @@ class EvalOptions(Section):
     cfg: float = Field(default=3.0, ge=1.0, description="classifier-free guidance scale")
     temperature: float | None = Field(default=None, gt=0, description="fixed temperature; default: progressive")
     batch_size: int = Field(default=4, ge=1, description="clips per forward pass")
+    workers: int = Field(default=1, ge=1, description="Ray actors evaluating clips in parallel")
+    gpus_per_worker: float = Field(default=0, ge=0, description="GPUs per actor (0: CPU)")
+    cpus_per_worker: float = Field(default=1, gt=0)
     seed: int = 0
     features: FeaturesSection = Field(default_factory=FeaturesSection)
     digit_classifier: str | None = Field(
@@ -58,11 +61,6 @@ class EvalMlflowSection(Section):
     )
 
 
-class ResourcesSection(Section):
-    gpus: float = Field(default=0, ge=0, description="GPUs for the eval task (0: CPU)")
-    cpus: float = Field(default=1, gt=0)
-
-
 class EvalSpec(JobSpec):
     """Evaluate one stage export; see jobs/quickstart/eval.yaml."""
 
@@ -71,7 +69,6 @@ class EvalSpec(JobSpec):
     data: EvalDataSection
     options: EvalOptions = Field(default_factory=EvalOptions)
     mlflow: EvalMlflowSection = Field(default_factory=EvalMlflowSection)
-    resources: ResourcesSection = Field(default_factory=ResourcesSection)
 
     def run(self) -> int:
         from videomar.platform.evaluation.job import run_eval_spec
