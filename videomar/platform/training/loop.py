@@ -128,6 +128,7 @@ def _train(plan, env, model, engine, scheduler, ema, state: TrainState, resumed,
             "tokens_per_s": spec.global_batch * tokens_per_clip / step_time,
             "step_time_s": step_time,
             "peak_memory_bytes": _peak_memory(env.device),
+            "optimizer_state_bytes": optimizer_state_bytes(engine.optimizer),
         }
         if logger is not None:
             logger.log_metrics({**metrics, **start}, state.step)
@@ -180,6 +181,13 @@ def _tokens_per_clip(plan: StagePlan) -> int:
     _, t, h, w = plan.dataset.latent_shape
     p = plan.spec.model.build().patch_size
     return t * (h // p) * (w // p)
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes of AdamW state this rank holds (moments and step counters; ZeRO: its partition only)."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # ZeRO wraps the torch optimizer
+    return int(sum(t.numel() * t.element_size() for st in inner.state.values()
+                   for t in st.values() if torch.is_tensor(t)))
 
 
 def _peak_memory(device: torch.device) -> int:
