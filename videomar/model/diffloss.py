@@ -9,6 +9,7 @@ import math
 import torch
 from torch import nn
 
+from videomar.model import rng
 from videomar.model.config import HeadConfig
 from videomar.model.diffusion import GaussianDiffusion
 
@@ -96,13 +97,15 @@ class DiffusionHead(nn.Module):
         return (per_token * weight).sum() / weight.sum().clamp(min=1)
 
     @torch.no_grad()
-    def sample(self, z, temperature: float = 1.0, cfg: float = 1.0, generator=None):
+    def sample(self, z, temperature: float | torch.Tensor = 1.0, cfg: float | torch.Tensor = 1.0, generator=None):
         """Draw tokens for conditions z. With cfg != 1, z is [2n, D] (conditional rows, then the
-        null-text rows) and the result [n, c] follows the guided epsilon; else z is [n, D]."""
-        guided = cfg != 1.0
+        null-text rows) and the result [n, c] follows the guided epsilon; else z is [n, D].
+        temperature and cfg may be per-token tensors [n, 1]; a cfg tensor always means guided.
+        generator may be a videomar.model.rng.RowGenerators (one stream per batch row)."""
+        guided = torch.is_tensor(cfg) or cfg != 1.0
         n = z.shape[0] // 2 if guided else z.shape[0]
         diffusion = self.sample_diffusion
-        x = torch.randn(n, self.token_dim, device=z.device, dtype=z.dtype, generator=generator)
+        x = rng.randn((n, self.token_dim), z.device, generator, z.dtype)
         for i in reversed(range(diffusion.steps)):
             t = torch.full((n,), i, device=z.device, dtype=torch.long)
             t_net = torch.full((z.shape[0],), int(diffusion.timestep_map[i]), device=z.device, dtype=torch.long)
@@ -113,7 +116,7 @@ class DiffusionHead(nn.Module):
                 eps = eps_u + cfg * (eps_c - eps_u)
             mean, log_var = diffusion.p_mean_logvar(eps, var_value, x, t)
             if i > 0:
-                noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+                noise = rng.randn(tuple(x.shape), x.device, generator, x.dtype)
                 x = mean + torch.exp(0.5 * log_var) * noise * temperature
             else:
                 x = mean

@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from videomar.model import rng
+
 
 def sample_target_frames(batch: int, frames: int, device, generator=None) -> torch.Tensor:
     """k per sample [B]: uniform in [1, T-1] for clips (frame 0 is always context), 0 for images."""
@@ -24,8 +26,9 @@ def sample_mask_ratio(batch: int, low: float, std: float, device, generator=None
 
 
 def random_orders(batch: int, tokens: int, device, generator=None) -> torch.Tensor:
-    """A random permutation of token indices per row: [B, N]."""
-    return torch.rand(batch, tokens, device=device, generator=generator).argsort(dim=1)
+    """A random permutation of token indices per row: [B, N]. ``generator`` may be a
+    videomar.model.rng.RowGenerators (one stream per row)."""
+    return rng.rand((batch, tokens), device, generator).argsort(dim=1)
 
 
 def mask_from_orders(orders: torch.Tensor, num_masked: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,11 @@ temporal KV cache; each new latent frame starts fully masked and is decided over
 on a cosine schedule, each step running only that frame's tokens; the finished frame is then run
 once, clean, to append its keys and values to the cache.
 
+Per-sample settings: cfg and temperature may be given per sample (a sequence of B values), and
+generator may be a sequence of B generators, one random stream per sample, so that a sample's
+video does not depend on which other samples share the call (up to float rounding). This is what
+a server batching unrelated requests into one call needs.
+
 Three modes share one code path and one stream of random draws, so they compute the same video
 for the same seed:
   kv_cache       (default) attend to cached keys/values of finished frames
@@ -14,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from videomar.errors import ConfigError
 from videomar.model.cache import KVCache
 from videomar.model.masking import mask_from_orders, random_orders, tokens_left_masked
+from videomar.model.rng import RowGenerators
 from videomar.model.text import TextBatch, check_text
 from videomar.model.tokens import check_latent_grid, grid_positions, patchify, unpatchify
 from videomar.model.videomar import TextContext, VideoMAR
@@ -28,6 +34,7 @@ from videomar.model.videomar import TextContext, VideoMAR
 MODES = ("kv_cache", "recompute", "token_by_token")
 LATENT_CLIP = 2.0  # generated latents after the first generated frame are clipped to [-2, 2]
 TemperatureSchedule = Callable[[int, int, int], float]
+Temperature = float | TemperatureSchedule
 
 
 def progressive_temperature(frame: int, first: int, total: int) -> float:
@@ -40,36 +47,76 @@ def progressive_temperature(frame: int, first: int, total: int) -> float:
 class SampleSettings:
     frames: int  # latent frames to generate after the condition frames
     steps: int = 64  # spatial steps per frame
-    cfg: float = 3.0  # guidance scale reached at the end of each frame; 1 disables guidance
-    temperature: float | TemperatureSchedule = progressive_temperature
+    # Guidance scale reached at the end of each frame; 1 disables guidance. Or one per sample.
+    cfg: float | Sequence[float] = 3.0
+    temperature: Temperature | Sequence[Temperature] = progressive_temperature  # or one per sample
     mode: str = "kv_cache"
 
-    def validate(self) -> "SampleSettings":
+    def validate(self, batch: int | None = None) -> "SampleSettings":
         if self.frames < 1:
             raise ConfigError(f"frames={self.frames}: generate at least one frame")
         if self.steps < 1:
             raise ConfigError(f"steps={self.steps}: need at least one spatial step per frame")
-        if self.cfg < 1.0:
-            raise ConfigError(f"cfg={self.cfg}: the guidance scale must be >= 1 (1 disables guidance)")
+        for name in ("cfg", "temperature"):
+            values = getattr(self, name)
+            if _is_sequence(values) and batch is not None and len(values) != batch:
+                raise ConfigError(f"{name}: {len(values)} per-sample values for a batch of {batch}")
+        for c in _as_list(self.cfg):
+            if c < 1.0:
+                raise ConfigError(f"cfg={c}: the guidance scale must be >= 1 (1 disables guidance)")
         if self.mode not in MODES:
             raise ConfigError(f"mode={self.mode!r}: expected one of {', '.join(MODES)}")
-        if not callable(self.temperature) and self.temperature <= 0:
-            raise ConfigError(f"temperature={self.temperature}: must be > 0")
+        for t in _as_list(self.temperature):
+            if not callable(t) and t <= 0:
+                raise ConfigError(f"temperature={t}: must be > 0")
         return self
 
-    def temperature_at(self, frame: int, first: int, total: int) -> float:
-        if callable(self.temperature):
-            return float(self.temperature(frame, first, total))
-        return float(self.temperature)
+    @property
+    def guided(self) -> bool:
+        return any(c != 1.0 for c in _as_list(self.cfg))
+
+    def guidance_at(self, done: float) -> float | list[float]:
+        """The guidance scale once a fraction ``done`` of a frame's tokens is decided: rises
+        linearly from 1 to cfg within the frame. One float, or one per sample."""
+        if _is_sequence(self.cfg):
+            return [1.0 + (c - 1.0) * done for c in self.cfg]
+        return 1.0 + (self.cfg - 1.0) * done
+
+    def temperature_at(self, frame: int, first: int, total: int) -> float | list[float]:
+        """The temperature of a frame: one float, or one per sample."""
+        def value(t: Temperature) -> float:
+            return float(t(frame, first, total)) if callable(t) else float(t)
+
+        if _is_sequence(self.temperature):
+            return [value(t) for t in self.temperature]
+        return value(self.temperature)
+
+
+def _is_sequence(value) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def _as_list(value) -> list:
+    return list(value) if _is_sequence(value) else [value]
 
 
 @torch.no_grad()
 def generate(model: VideoMAR, cond_latents: torch.Tensor, text: TextBatch, frames: int, steps: int = 64,
-             cfg: float = 3.0, temperature: float | TemperatureSchedule = progressive_temperature,
-             mode: str = "kv_cache", generator: torch.Generator | None = None) -> torch.Tensor:
+             cfg: float | Sequence[float] = 3.0,
+             temperature: Temperature | Sequence[Temperature] = progressive_temperature,
+             mode: str = "kv_cache",
+             generator: torch.Generator | Sequence[torch.Generator] | None = None) -> torch.Tensor:
     """Continue cond_latents [B, C, Tc, H, W] (scaled latents of the image or prefix frames) by
-    `frames` latent frames for the prompts in `text`: returns [B, C, Tc + frames, H, W]."""
-    settings = SampleSettings(frames, steps, cfg, temperature, mode).validate()
+    `frames` latent frames for the prompts in `text`: returns [B, C, Tc + frames, H, W].
+
+    cfg and temperature may be lists of B per-sample values, generator a list of B generators
+    (one random stream per sample)."""
+    batch = cond_latents.shape[0] if cond_latents.ndim == 5 else None  # else _check_condition refuses it
+    settings = SampleSettings(frames, steps, cfg, temperature, mode).validate(batch)
+    if _is_sequence(generator):
+        if len(generator) != batch:
+            raise ConfigError(f"generator: {len(generator)} per-sample generators for a batch of {batch}")
+        generator = RowGenerators(generator)
     return _Generation(model, cond_latents, text, settings, generator).run()
 
 
@@ -85,7 +132,7 @@ class _Generation:
         self.grid = check_latent_grid(cond_latents.shape[-2], cond_latents.shape[-1], self.p)
         self.tokens = patchify(cond_latents, self.p)  # [B, Tc, N, c]
         self.batch, self.first, self.n, self.c = self.tokens.shape
-        self.guided = settings.cfg != 1.0
+        self.guided = settings.guided
         text = text.to(cond_latents.device)
         if self.guided:  # rows [0, B) conditional, [B, 2B) the learned null text
             drop = torch.arange(2 * self.batch, device=cond_latents.device) >= self.batch
@@ -126,7 +173,7 @@ class _Generation:
             masked = mask_from_orders(orders, torch.full((b,), remaining, device=device))  # [B, N]
             decide = masked & (ranks >= left)  # this step's tokens
             z = self._backbone_frame(current, masked, f)  # [rows, N, D]
-            scale = 1.0 + (self.s.cfg - 1.0) * (n - left) / n  # guidance rises within the frame
+            scale = self.s.guidance_at((n - left) / n)
             current[decide] = self._sample_tokens(z, decide, temperature, scale)
             remaining = left
         return current
@@ -137,8 +184,16 @@ class _Generation:
             zs = torch.cat([cond[decide], uncond[decide]])  # [2k, D]
         else:
             zs = z[decide]  # [k, D]
-        scale = scale if self.guided else 1.0
+        scale = self._per_token(scale, decide) if self.guided else 1.0
+        temperature = self._per_token(temperature, decide)
         return self.model.head.sample(zs.float(), temperature, scale, self.gen).to(z.dtype)
+
+    def _per_token(self, value, decide):
+        """A float stays a float; per-sample values [B] become per-token [k, 1] for the decided tokens."""
+        if not _is_sequence(value):
+            return value
+        rows = torch.tensor(value, dtype=torch.float32, device=decide.device)  # [B]
+        return rows[:, None].expand_as(decide)[decide][:, None]  # [k, 1], row-major like z[decide]
 
     # -- backbone calls ----------------------------------------------------------------------
     def _rows(self, h):

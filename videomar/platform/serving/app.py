@@ -14,8 +14,8 @@ configured):
   GET  /healthz            liveness.
 
 The sampler deployment loads the export once per replica and groups concurrent requests with
-``@serve.batch``; requests of the same key (frames, steps, size, cfg, temperature) in a batch are
-sampled in one KV-cached ``generate`` call (see engine.Engine.run).
+``@serve.batch``; requests of the same shape (frames, steps, size) in a batch are sampled in one
+KV-cached ``generate`` call, each with its own cfg, temperature and seed (see engine.Engine.run).
 """
 
 # No `from __future__ import annotations` here: FastAPI must see the real `Request` class in the
@@ -79,7 +79,7 @@ class Sampler:
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
     async def generate_batch(self, jobs: list[Job]) -> list[dict]:
         self.batch_sizes[len(jobs)] += 1
-        self.call_sizes.update(Counter(job.key for job in jobs).values())
+        self.call_sizes.update(Counter(job.shape for job in jobs).values())
         videos = await asyncio.to_thread(self.engine.run, jobs)  # each [T, H, W, 3] uint8
         # Encoded inside the batch so its requests answer together and their clients' next
         # requests arrive together, to fill the next batch.

@@ -7,11 +7,11 @@ alone, and each further latent frame decodes to ``temporal_compression`` pixel f
 for N frames generates ``ceil((N - 1) / temporal_compression)`` latent frames after the image,
 decodes them, and keeps the first N pixel frames, so the video has exactly N frames.
 
-Jobs of the same key (frames, steps, height, width, cfg, temperature) run as one batched,
-KV-cached ``generate`` call. Seeds: a job run alone (a group of one) uses a generator seeded
-with its own seed, so the same request alone gives the same video every time. A group of several
-jobs draws from one generator seeded from the group's seeds in order; the video then depends on
-the jobs it was batched with (the sampler has one random stream per call).
+Jobs of the same shape (frames, steps, height, width) run as one batched, KV-cached ``generate``
+call; each keeps its own cfg, temperature and seed (the sampler takes them per sample, with one
+random stream per sample seeded by the job's seed). So the same job gives the same video alone,
+twice, bit for bit; and batched with any other jobs it gives the same video up to float rounding
+(batched matrix products may round differently from unbatched ones).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from videomar.model.media import decode_latents, to_uint8_frames
-from videomar.model.sampler import generate
+from videomar.model.sampler import generate, progressive_temperature
 
 SEED_MODULUS = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
 
@@ -44,15 +44,10 @@ class Job:
     seed: int
 
     @property
-    def key(self) -> tuple:
-        """Jobs with equal keys are sampled together in one call."""
-        h, w = self.image.shape[:2]
-        return (self.frames, self.steps, h, w, self.cfg, self.temperature)
-
-    @property
     def shape(self) -> tuple[int, int, int, int]:
-        """(frames, steps, height, width): what must match for two jobs to share a batch."""
-        return self.key[:4]
+        """(frames, steps, height, width): jobs of equal shape are sampled together in one call."""
+        h, w = self.image.shape[:2]
+        return (self.frames, self.steps, h, w)
 
 
 @dataclass(frozen=True)
@@ -108,10 +103,10 @@ class Engine:
 
     # -- generation --------------------------------------------------------------------------
     def run(self, jobs: list[Job]) -> list[np.ndarray]:
-        """Videos [frames, H, W, 3] uint8, one per job, in order; one sampler call per key."""
+        """Videos [frames, H, W, 3] uint8, one per job, in order; one sampler call per shape."""
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, job in enumerate(jobs):
-            groups[job.key].append(i)
+            groups[job.shape].append(i)
         out: list[np.ndarray | None] = [None] * len(jobs)
         for indices in groups.values():
             for i, video in zip(indices, self._run_group([jobs[i] for i in indices])):
@@ -132,21 +127,12 @@ class Engine:
         first = jobs[0]
         cond = self.condition([j.image for j in jobs])  # [B, C, 1, H', W']
         text = self.model.tokenize([j.prompt for j in jobs])
-        generator = torch.Generator(device=self.device).manual_seed(group_seed([j.seed for j in jobs]))
-        kwargs = {} if first.temperature is None else {"temperature": first.temperature}
+        generators = [torch.Generator(device=self.device).manual_seed(j.seed % SEED_MODULUS) for j in jobs]
         latents = generate(
-            self.model, cond, text, frames=self.latent_frames_to_generate(first.frames),
-            steps=first.steps, cfg=first.cfg, mode="kv_cache", generator=generator, **kwargs,
+            self.model, cond, text, frames=self.latent_frames_to_generate(first.frames), steps=first.steps,
+            cfg=[j.cfg for j in jobs], mode="kv_cache", generator=generators,
+            temperature=[progressive_temperature if j.temperature is None else j.temperature for j in jobs],
         )  # [B, C, 1 + frames', H', W']
         pixels = decode_latents(self.vae, latents)[:, :, : first.frames]  # [B, 3, frames, H, W]
         return [to_uint8_frames(video) for video in pixels]
 
-
-def group_seed(seeds: list[int]) -> int:
-    """The generator seed of a group: the job's own seed when alone, else a mix of the seeds."""
-    if len(seeds) == 1:
-        return seeds[0] % SEED_MODULUS
-    mixed = 0
-    for s in seeds:
-        mixed = (mixed * 1_000_003 + s) % SEED_MODULUS
-    return mixed
