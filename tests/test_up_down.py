@@ -21,9 +21,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 VIDEOMAR = [sys.executable, "-m", "videomar.platform.cli"]
 
 
-def videomar(*args: str, env: dict | None = None, timeout: float = 200) -> subprocess.CompletedProcess:
+def videomar(*args: str, env: dict | None = None, unset: tuple[str, ...] = (), timeout: float = 200):
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run([*VIDEOMAR, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**environ, **(env or {})})
 
 
 def sessions_alive(sids: set[int]) -> list[str]:
@@ -77,8 +78,10 @@ def test_up_then_down_leaves_nothing_running(tmp_path):
         for url in (env["MLFLOW_TRACKING_URI"] + "/health", env["AWS_ENDPOINT_URL"]):
             with urllib.request.urlopen(url, timeout=10) as r:
                 assert r.status == 200
-        # The job commands read the env file: the Jobs API answers through token auth.
-        listed = videomar("list", env={"VIDEOMAR_ENV_FILE": str(state / "env"), "RAY_AUTH_MODE": "token"})
+        # The job commands read the env file (address, auth mode, token file): the Jobs API
+        # answers through token auth.
+        listed = videomar("list", env={"VIDEOMAR_ENV_FILE": str(state / "env")},
+                          unset=("RAY_AUTH_MODE", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"))
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.strip() == "no jobs"
         # A second `up` on the same state dir refuses and starts nothing.
