@@ -14,6 +14,7 @@ METRIC_PREFIX = "eval/"
 
 # Panels of the per-stage plot: title -> metrics drawn in it (model first, reference after).
 PANELS: dict[str, tuple[str, ...]] = {
+    "validation loss": ("val_loss",),
     "PSNR (dB)": ("psnr", "psnr_copy_last"),
     "SSIM": ("ssim", "ssim_copy_last"),
     "digit consistency": ("digit_consistency", "digit_consistency_gt"),
@@ -66,7 +67,9 @@ def plot_stages(stages: list[dict[str, Any]], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     names = [s["stage"] for s in stages]
-    fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(3.2 * (len(PANELS) + 1), 3.2))
+    columns = (len(PANELS) + 2) // 2
+    fig, grid = plt.subplots(2, columns, figsize=(3.4 * columns, 6.4))
+    axes = grid.flatten()
     ax = axes[0]
     for s in stages:
         by_frame = s.get("val_loss_by_frame") or {}
@@ -74,6 +77,7 @@ def plot_stages(stages: list[dict[str, Any]], path: str | Path) -> Path:
         ax.plot([int(k) for k in ks], [by_frame[k] for k in ks], marker="o", label=s["stage"])
     ax.set_title("val loss by target frame")
     ax.set_xlabel("latent frame index")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
     for ax, (title, keys) in zip(axes[1:], PANELS.items()):
         for key in keys:
