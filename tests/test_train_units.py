@@ -56,7 +56,7 @@ def test_bad_specs_name_the_field():
 
 
 def test_every_job_spec_in_the_repository_validates():
-    paths = sorted(glob.glob(str(ROOT / "jobs/quickstart/stage*.yaml")) + glob.glob(str(ROOT / "jobs/paper/*.yaml")))
+    paths = sorted(glob.glob(str(ROOT / "jobs/quickstart/stage*.yaml")) + glob.glob(str(ROOT / "jobs/paper/stage*.yaml")))
     assert len(paths) >= 5
     specs = [load_spec(p) for p in paths]
     assert all(s.kind == "train" for s in specs)
@@ -163,3 +163,33 @@ def test_fault_hook_parses_and_fires_only_on_a_fresh_attempt(monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "x")
     with pytest.raises(ConfigError, match=FAULT_ENV):
         fault_from_env()
+
+
+def test_tracking_nests_stage_runs_under_one_curriculum_run_and_finds_them_again(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from videomar.platform.training.tracking import (
+        StageLogger, close_stage, log_stage_inputs, open_stage, resolve_target)
+
+    target = resolve_target(None, "units", str(tmp_path / "work"))
+    assert target.tracking_uri == "sqlite:////tmp/videomar-tests-mlflow.db"  # MLFLOW_TRACKING_URI (conftest)
+    target = resolve_target(f"sqlite:///{tmp_path / 'm.db'}", "units", str(tmp_path / "work"))
+    assert target.artifact_location == str((tmp_path / "work" / "mlartifacts" / "units").resolve())
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text("kind: train\n")
+    a = open_stage(target, "curr", "stage-a")
+    log_stage_inputs(a, {"optim": {"base_lr": 0.1}, "aws": {"secret_key": "s3cr3t"}}, str(spec_file),
+                     str(tmp_path / "latents" / "manifest.json"), "digest-of-the-vae")
+    StageLogger(target, a.run_id).log_metrics({"loss": 1.5}, step=1)
+    close_stage(a, None, ok=True)
+    b = open_stage(target, "curr", "stage-b")
+    again = open_stage(target, "curr", "stage-a")
+    assert a.parent_id == b.parent_id == again.parent_id and again.run_id == a.run_id and again.resumed
+    client = MlflowClient(target.tracking_uri)
+    run = client.get_run(a.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == a.parent_id
+    assert run.data.params == {"optim.base_lr": "0.1", "aws.secret_key": REDACTED}
+    assert run.data.metrics == {"loss": 1.5}
+    assert run.inputs.dataset_inputs[0].dataset.digest == "digest-of-the-vae"
+    assert [f.path for f in client.list_artifacts(a.run_id)] == ["spec.yaml"]
+    assert run.info.artifact_uri.startswith(str(tmp_path / "work" / "mlartifacts"))

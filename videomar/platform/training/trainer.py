@@ -90,7 +90,10 @@ def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from videomar.platform.ray_env import ensure_ray
     from videomar.platform.training.loop import train_func
+
+    ensure_ray()  # the connected cluster, else an in-process one; never a bare ray.init()
 
     spec = plan.spec
     gpus = spec.scaling.gpus_per_worker
