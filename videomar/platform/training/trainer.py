@@ -19,6 +19,7 @@ from typing import Any
 from safetensors.torch import load as load_safetensors
 
 from videomar.data_pipelines import storage
+from videomar.platform.ray_env import ensure_ray
 from videomar.platform.specs.train import TrainSpec
 from videomar.platform.training import checkpoint, export
 from videomar.platform.training.config import StagePlan, plan_stage, preflight
@@ -47,6 +48,7 @@ def run_stage(spec: TrainSpec) -> StageResult:
     runs = open_stage(plan.tracking, spec.mlflow.curriculum or spec.name, spec.name)
     _log_inputs(runs, plan)
     try:
+        ensure_ray()  # the connected cluster, else an in-process one; never a bare ray.init()
         result = fit(plan, init, runs.run_id, stage_dataset(plan))
         export_dir = write_stage_export(plan, result.checkpoint)
     except BaseException:
@@ -90,10 +92,7 @@ def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from videomar.platform.ray_env import ensure_ray
     from videomar.platform.training.loop import train_func
-
-    ensure_ray()  # the connected cluster, else an in-process one; never a bare ray.init()
 
     spec = plan.spec
     gpus = spec.scaling.gpus_per_worker
