@@ -118,7 +118,7 @@ class Api:
 
     # -- helpers -----------------------------------------------------------------------------
     def _guard(self, request: Request) -> None:
-        if not self.s.token.allows(request.url.path, request.headers.get("authorization")):
+        if not self.s.token.allows(request.headers.get("authorization")):
             raise RequestError("authorization: missing or wrong bearer token", status=401)
 
     async def _body(self, request: Request):
@@ -233,16 +233,17 @@ def start(spec: ServeSpec, route_prefix: str = "/", token: TokenCheck | None = N
 
 
 def serve_forever(spec: ServeSpec) -> int:
-    """Start, print the URL, and block until Ctrl-C; then delete the application."""
+    """Start, print the URL, and block until Ctrl-C (also during start-up); then delete the
+    application."""
     import time
 
-    url = start(spec)
-    print(f"videomar serving {spec.checkpoint} at {url} (GET {url}/v1/model); Ctrl-C stops", flush=True)
     try:
+        url = start(spec)
+        print(f"videomar serving {spec.checkpoint} at {url} (GET {url}/v1/model); Ctrl-C stops", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        pass
+        print(f"stopping {spec.app_name}", flush=True)
     finally:
         serve.delete(spec.app_name)
     return 0

@@ -1,4 +1,4 @@
-"""Bearer-token authentication for the HTTP API.
+"""Bearer-token authentication for the HTTP API (every endpoint but /healthz checks it).
 
 The token is read where the service is started (from a secret file or an environment variable)
 and only its SHA-256 digest travels to the Serve replicas, so the secret never lands in Ray's
@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from videomar.platform.specs.serve import AuthSection
-
-UNPROTECTED_PATHS = frozenset({"/healthz"})
-
 
 class AuthError(ValueError):
     """The configured token cannot be read (the message names the file or variable)."""
@@ -60,8 +57,9 @@ class TokenCheck:
     def enabled(self) -> bool:
         return self.token_digest is not None
 
-    def allows(self, path: str, authorization: str | None) -> bool:
-        if self.token_digest is None or path in UNPROTECTED_PATHS:
+    def allows(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header value carries the token (always, with no token)."""
+        if self.token_digest is None:
             return True
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given:
