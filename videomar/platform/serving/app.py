@@ -60,7 +60,6 @@ class Sampler:
 
     def __init__(self, checkpoint: str, max_batch_size: int, batch_wait_timeout_s: float):
         self.engine = Engine.load(checkpoint)
-        self.max_batch_size = max_batch_size
         self.batch_sizes: Counter = Counter()  # requests per @serve.batch call
         self.call_sizes: Counter = Counter()  # rows per sampler call
         self.generate_batch.set_max_batch_size(max_batch_size)
@@ -76,7 +75,7 @@ class Sampler:
             },
         }
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    @serve.batch  # sizes come from the spec, set in __init__
     async def generate_batch(self, jobs: list[Job]) -> list[dict]:
         self.batch_sizes[len(jobs)] += 1
         self.call_sizes.update(Counter(job.shape for job in jobs).values())
