@@ -34,11 +34,14 @@ def register(sub) -> None:
     p.add_argument("--image", required=True, metavar="PNG", help="the condition image (PNG or JPEG)")
     p.add_argument("--frames", required=True, type=int, metavar="N", help=FRAMES_HELP)
     p.add_argument("--out", required=True, metavar="OUT.mp4", help="the MP4 to write")
+    from videomar.platform.specs.generate import GenerateDefaults
+
+    default = {name: f.default for name, f in GenerateDefaults.model_fields.items()}
     p.add_argument("--prompt", default="", help="text prompt (default empty)")
-    p.add_argument("--steps", type=int, default=16, help="spatial steps per latent frame (default 16)")
-    p.add_argument("--cfg", type=float, default=3.0, help="guidance scale, 1 disables (default 3.0)")
+    p.add_argument("--steps", type=int, help=f"spatial steps per latent frame (default {default['steps']})")
+    p.add_argument("--cfg", type=float, help=f"guidance scale, 1 disables (default {default['cfg']})")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: progressive 0.95->0.90)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, help=f"random seed (default {default['seed']})")
     p.set_defaults(func=cmd_generate)
 
 
@@ -89,8 +92,8 @@ def cmd_generate(args) -> int:
         print(f"generate: --out {args.out}: must end in .mp4", file=sys.stderr)
         return 2
     try:
-        s = GenerateDefaults(frames=args.frames, steps=args.steps, cfg=args.cfg,
-                             temperature=args.temperature, seed=args.seed)
+        given = {k: getattr(args, k) for k in ("frames", "steps", "cfg", "temperature", "seed")}
+        s = GenerateDefaults(**{k: v for k, v in given.items() if v is not None})
     except pydantic.ValidationError as err:
         e = err.errors()[0]
         print(f"generate: --{e['loc'][0]}: {e['msg']}", file=sys.stderr)

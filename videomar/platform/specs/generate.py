@@ -15,15 +15,13 @@ from typing import Literal
 from pydantic import Field
 
 from videomar.platform.specs.base import JobSpec, Section
+from videomar.platform.specs.serve import SamplerDefaults
 
 
-class GenerateDefaults(Section):
-    """Values for inputs that leave them out."""
+class GenerateDefaults(SamplerDefaults):
+    """Values for inputs that leave them out (steps, cfg, temperature as for serving)."""
 
     frames: int = Field(default=9, ge=2, description="pixel frames per video, the image included")
-    steps: int = Field(default=16, ge=1, description="spatial steps per latent frame")
-    cfg: float = Field(default=3.0, ge=1.0)
-    temperature: float | None = Field(default=None, gt=0, description="None: progressive schedule")
     seed: int = Field(default=0, ge=0)
 
 
