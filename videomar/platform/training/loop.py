@@ -43,14 +43,18 @@ class WorkerEnv:
 def train_func(config: dict[str, Any]) -> None:
     import ray.train
 
+    import ray
+
     plan: StagePlan = config["plan"]
     env = _worker_env()
     spec = plan.spec
+    # init_from's state dicts travel through the object store (a reference in the config).
+    init = ray.get(config["init"]) if config.get("init") is not None else None
     torch.manual_seed(spec.seed)
-    model = _initial_model(plan, config.get("init"), env.device)
+    model = _initial_model(plan, init, env.device)
     ema = EMA.from_module(model, spec.ema_rate)
-    if config.get("init") is not None and "ema" in config["init"]:
-        ema.load_state_dict(config["init"]["ema"])
+    if init is not None and "ema" in init:
+        ema.load_state_dict(init["ema"])
     engine, scheduler = build_engine(spec, model, plan.lr, plan.precision)
     state, resumed = TrainState(), False
     latest = ray.train.get_checkpoint()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,9 @@ def _manifest_dataset(manifest_uri: str, digest: str):
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    source = resolve_dataset_source(manifest_uri if "://" in manifest_uri else str(Path(manifest_uri).resolve()))
+    with warnings.catch_warnings():  # a local path matches two equivalent local source kinds
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(manifest_uri if "://" in manifest_uri else str(Path(manifest_uri).resolve()))
     return MetaDataset(source=source, name=Path(manifest_uri).parent.name or "latents", digest=digest[:36])
 
 
