@@ -55,6 +55,8 @@ class ModelInfo:
     """What clients may ask about the loaded export."""
 
     preset: str | None
+    stage: str | None  # the curriculum stage that wrote the export, and its last step
+    step: int | None
     trained_bucket: dict[str, int] | None  # pixel frames, height, width the stage trained on
     latent_channels: int
     temporal_compression: int
@@ -93,6 +95,8 @@ class Engine:
         bucket = self.config.get("bucket")
         return ModelInfo(
             preset=self.config.get("preset"),
+            stage=self.config.get("stage"),
+            step=self.config.get("step"),
             trained_bucket={k: int(bucket[k]) for k in ("frames", "height", "width")} if bucket else None,
             latent_channels=self.model.config.latent_channels,
             temporal_compression=self.vae.temporal_compression,
