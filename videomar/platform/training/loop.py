@@ -40,35 +40,38 @@ class WorkerEnv:
     node_id: str
 
 
-def train_func(config: dict[str, Any]) -> None:
-    import ray.train
+@dataclass
+class Trainee:
+    """What a rank trains: the model, its DeepSpeed engine and lr schedule, and the EMA."""
 
+    model: torch.nn.Module
+    engine: Any
+    scheduler: Any
+    ema: EMA
+
+
+def train_func(config: dict[str, Any]) -> None:
     import ray
+    import ray.train
 
     plan: StagePlan = config["plan"]
     env = _worker_env()
-    spec = plan.spec
     # init_from's state dicts travel through the object store (a reference in the config).
     init = ray.get(config["init"]) if config.get("init") is not None else None
-    torch.manual_seed(spec.seed)
-    model = _initial_model(plan, init, env.device)
-    ema = EMA.from_module(model, spec.ema_rate)
-    if init is not None and "ema" in init:
-        ema.load_state_dict(init["ema"])
-    engine, scheduler = build_engine(spec, model, plan.lr, plan.precision)
+    trainee = _build(plan, init, env.device)
     state, resumed = TrainState(), False
     latest = ray.train.get_checkpoint()
     if latest is not None:
         with latest.as_directory() as directory:
-            state, ema_state = checkpoint.restore(engine, directory)
-        ema.load_state_dict(ema_state)
+            state, ema_state = checkpoint.restore(trainee.engine, directory)
+        trainee.ema.load_state_dict(ema_state)
         resumed = True
     logger = StageLogger(plan.tracking, config["run_id"]) if env.rank == 0 and config.get("run_id") else None
     # Where a fresh stage starts from, as numbers MLflow keeps: init_from is visible in them.
     # (Every rank computes it: under ZeRO-3 reading the full weights is a collective.)
-    start = {} if resumed else {
-        "start_weights_checksum": checksum(_full_state(model)), "start_ema_checksum": checksum(ema.shadow)}
-    _train(plan, env, model, engine, scheduler, ema, state, resumed, logger, start)
+    start = {} if resumed else {"start_weights_checksum": checksum(_full_state(trainee.model)),
+                                "start_ema_checksum": checksum(trainee.ema.shadow)}
+    _train(plan, env, trainee, state, resumed, logger, start)
 
 
 def _worker_env() -> WorkerEnv:
@@ -81,78 +84,97 @@ def _worker_env() -> WorkerEnv:
                      ray.get_runtime_context().get_node_id())
 
 
-def _initial_model(plan: StagePlan, init: dict | None, device: torch.device):
+def _build(plan: StagePlan, init: dict | None, device: torch.device) -> Trainee:
+    """Same seed on every rank, so every rank starts from the same weights; then init_from."""
     from videomar.model.videomar import build_model
 
+    torch.manual_seed(plan.spec.seed)
     model = build_model(plan.spec.model.build())
     if init is not None and "weights" in init:
         model.load_state_dict(init["weights"])
-    return model.to(device)
+    model.to(device)
+    ema = EMA.from_module(model, plan.spec.ema_rate)
+    if init is not None and "ema" in init:
+        ema.load_state_dict(init["ema"])
+    engine, scheduler = build_engine(plan.spec, model, plan.lr, plan.precision)
+    return Trainee(model, engine, scheduler, ema)
 
 
-def _train(plan, env, model, engine, scheduler, ema, state: TrainState, resumed, logger, start) -> None:
+def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resumed: bool, logger, start) -> None:
     import ray.train
 
     spec = plan.spec
-    accum = spec.optim.grad_accum
     batches = stream(ray.train.get_dataset_shard("train"), spec.optim.batch_size, state.epoch, state.batch_in_epoch)
     nodes = _all_nodes(env)
-    tokens_per_clip = _tokens_per_clip(plan)
-    autocast = (torch.autocast(device_type=env.device.type, dtype=torch.bfloat16)
-                if plan.precision == "bf16" else nullcontext())
     sampler = _sampler(plan, env) if env.rank == 0 else None
     start_step = state.step  # where this attempt began: the resumed checkpoint's step, or 0
     while state.step < spec.schedule.steps:
         started = time.perf_counter()
-        lr = scheduler.get_last_lr()[0]
-        loss_sum = torch.zeros((), device=env.device)
-        for micro in range(accum):
-            epoch, index, batch = next(batches)
-            gen = torch.Generator(device=env.device).manual_seed(
-                spec.seed + _SEED_STRIDE * (env.rank + env.world * (state.step * accum + micro)))
-            latents = draw_latents(batch, plan.dataset.latent_scale, env.device, gen)
-            text = model.tokenize(batch.captions).to(env.device)
-            with autocast:
-                loss = engine(latents, text, gen)
-            engine.backward(loss)
-            engine.step()
-            loss_sum += loss.detach().float()
-            state.epoch, state.batch_in_epoch = epoch, index + 1
-            if sampler is not None:
-                sampler.keep_conditions(batch)
-        ema.update(model)
+        lr = t.scheduler.get_last_lr()[0]
+        loss = _optimizer_step(plan, env, t, batches, state, sampler)
+        t.ema.update(t.model)
         state.step += 1
         state.samples_seen += spec.global_batch
-        step_time = time.perf_counter() - started
-        metrics = {
-            "loss": _mean_over_ranks(loss_sum / accum),
-            "lr": lr,
-            "grad_norm": float(engine.get_global_grad_norm() or 0.0),
-            "samples_per_s": spec.global_batch / step_time,
-            "tokens_per_s": spec.global_batch * tokens_per_clip / step_time,
-            "step_time_s": step_time,
-            "peak_memory_bytes": _peak_memory(env.device),
-            "optimizer_state_bytes": optimizer_state_bytes(engine.optimizer),
-        }
+        metrics = _step_metrics(plan, env, t, loss, lr, time.perf_counter() - started)
         if logger is not None:
             logger.log_metrics({**metrics, **start}, state.step)
             start = {}
         last = state.step == spec.schedule.steps
         if sampler is not None and (last or (spec.samples.every and state.step % spec.samples.every == 0)):
-            sampler.sample(ema, state.step, logger)
+            sampler.sample(t.ema, state.step, logger)
         if last or state.step % spec.checkpoint.every == 0:
-            _report(engine, ema, state, env, {**metrics, "step": state.step, "epoch": state.epoch, "nodes": nodes,
-                                              "resumed": resumed, "start_step": start_step})
+            _report(t, state, env, {**metrics, "step": state.step, "epoch": state.epoch, "nodes": nodes,
+                                    "resumed": resumed, "start_step": start_step})
         if plan.fault is not None:
             plan.fault.maybe_fire(env.rank, state.step, resumed)
 
 
-def _report(engine, ema, state: TrainState, env: WorkerEnv, metrics: dict) -> None:
+def _optimizer_step(plan: StagePlan, env: WorkerEnv, t: Trainee, batches, state: TrainState, sampler) -> float:
+    """grad_accum micro-batches, each with a fresh latent sample; DeepSpeed steps at the boundary.
+    Returns the loss averaged over micro-batches and ranks."""
+    spec = plan.spec
+    accum = spec.optim.grad_accum
+    autocast = (torch.autocast(device_type=env.device.type, dtype=torch.bfloat16)
+                if plan.precision == "bf16" else nullcontext())
+    loss_sum = torch.zeros((), device=env.device)
+    for micro in range(accum):
+        epoch, index, batch = next(batches)
+        gen = torch.Generator(device=env.device).manual_seed(
+            spec.seed + _SEED_STRIDE * (env.rank + env.world * (state.step * accum + micro)))
+        latents = draw_latents(batch, plan.dataset.latent_scale, env.device, gen)  # [B, C, T', H', W']
+        text = t.model.tokenize(batch.captions).to(env.device)
+        with autocast:
+            loss = t.engine(latents, text, gen)
+        t.engine.backward(loss)
+        t.engine.step()
+        loss_sum += loss.detach().float()
+        state.epoch, state.batch_in_epoch = epoch, index + 1
+        if sampler is not None:
+            sampler.keep_conditions(batch)
+    return _mean_over_ranks(loss_sum / accum)
+
+
+def _step_metrics(plan: StagePlan, env: WorkerEnv, t: Trainee, loss: float, lr: float, step_time: float) -> dict:
+    batch = plan.spec.global_batch
+    return {
+        "loss": loss,
+        "lr": lr,
+        "grad_norm": float(t.engine.get_global_grad_norm() or 0.0),
+        "samples_per_s": batch / step_time,
+        "tokens_per_s": batch * _tokens_per_clip(plan) / step_time,
+        "step_time_s": step_time,
+        "peak_memory_bytes": _peak_memory(env.device),
+        "optimizer_state_bytes": optimizer_state_bytes(t.engine.optimizer),
+    }
+
+
+def _report(t: Trainee, state: TrainState, env: WorkerEnv, metrics: dict) -> None:
+    """Every rank saves its part and reports; Ray Train merges the parts in storage."""
     import shutil
 
     import ray.train
 
-    local = checkpoint.save(engine, ema.state_dict(), state, env.rank)
+    local = checkpoint.save(t.engine, t.ema.state_dict(), state, env.rank)
     try:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(local),
                          checkpoint_dir_name=f"checkpoint_{state.step:08d}")
