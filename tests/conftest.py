@@ -12,6 +12,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One OpenMP thread per process: tests use tiny models, and with two cores shared by Ray workers,
+# servers and the test process, multi-threaded torch ops spin-wait and run up to 10x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Keep MLflow from writing mlruns/ or mlflow.db into the checkout when a test forgets a URI.
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:////tmp/videomar-tests-mlflow.db")
 
