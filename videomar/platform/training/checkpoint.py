@@ -100,4 +100,4 @@ def _consolidated_weights(ds_dir: Path) -> dict[str, torch.Tensor]:
                            weights_only=False)["module"]
     from videomar.platform.training.engine import MODEL_PREFIX
 
-    return {k.removeprefix(MODEL_PREFIX): v.float() for k, v in state.items()}
+    return {k.removeprefix(MODEL_PREFIX): v.detach().float() for k, v in state.items()}

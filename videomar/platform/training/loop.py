@@ -231,7 +231,7 @@ def _full_state(model) -> dict[str, torch.Tensor]:
 
 def checksum(state: dict[str, torch.Tensor]) -> float:
     """A number that changes when any weight changes: equal checksums show equal starting weights."""
-    return float(sum((v.double() * (i + 1)).sum() for i, v in enumerate(state[k] for k in sorted(state))))
+    return float(sum((v.detach().double() * (i + 1)).sum() for i, v in enumerate(state[k] for k in sorted(state))))
 
 
 def _sampler(plan: StagePlan, env: WorkerEnv):
