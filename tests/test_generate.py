@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import pytest
 import yaml
@@ -85,6 +86,20 @@ def test_generate_spec_and_manifest_errors_name_the_field(tmp_path, export):
     rows = read_inputs(spec)
     assert [r["image"] for r in rows] == [str(tmp_path / "a.png"), "/abs/b.png"]
     assert [r["seed"] for r in rows] == [0, 5] and rows[1]["name"] == "000001"
+
+    inline = {"kind": "generate", "checkpoint": export, "output": str(tmp_path),
+              "items": [{"image": "x.png", "prompt": "p", "frames": 5}, {"image": "s3://b/y.png", "name": "y"}]}
+    rows = read_inputs(parse_spec(inline))  # relative images of inline inputs: the working directory
+    assert [r["image"] for r in rows] == [os.path.join(os.getcwd(), "x.png"), "s3://b/y.png"]
+    assert [r["frames"] for r in rows] == [5, 9] and [r["name"] for r in rows] == ["000000", "y"]
+    with pytest.raises(SpecError, match="items.1.seed"):
+        parse_spec({**inline, "items": [{"image": "x.png"}, {"image": "y.png", "seed": -1}]})
+    with pytest.raises(ValueError, match="items.1: name"):
+        read_inputs(parse_spec({**inline, "items": [{"image": "x.png", "name": "a"}, {"image": "y.png", "name": "a"}]}))
+    with pytest.raises(SpecError, match="exactly one of inputs"):
+        parse_spec({**inline, "inputs": "m.jsonl"})
+    with pytest.raises(SpecError, match="exactly one of inputs"):
+        parse_spec({k: v for k, v in inline.items() if k != "items"})
 
 
 def test_videomar_generate_writes_mp4_gif_and_contact_sheet(tmp_path, export, capsys):

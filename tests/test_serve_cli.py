@@ -44,6 +44,18 @@ def test_arguments_make_a_serve_spec(tmp_path):
         serve_spec_from_args(args(spec=str(path)))
 
 
+def test_serve_refuses_an_incomplete_export_before_starting_anything(tmp_path, capsys):
+    from videomar.platform.cli import main as cli
+
+    export = write_tiny_export(str(tmp_path / "export"))
+    (tmp_path / "export" / "COMPLETE").unlink()
+    assert cli(["serve", "--checkpoint", export]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint: export" in err and "COMPLETE" in err
+    assert cli(["serve", "--checkpoint", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_videomar_serve_answers_with_a_token_and_stops_on_interrupt(tmp_path):

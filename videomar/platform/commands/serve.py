@@ -64,15 +64,18 @@ def serve_spec_from_args(args):
 
 
 def cmd_serve(args) -> int:
+    from videomar.errors import ConfigError
     from videomar.platform.ray_env import ensure_ray
     from videomar.platform.serving.app import serve_forever
     from videomar.platform.serving.auth import AuthError, TokenCheck
     from videomar.platform.specs import SpecError
+    from videomar.platform.training.export import check_complete
 
-    try:
+    try:  # fail here, before Ray starts, on a bad spec, an unreadable token or an incomplete export
         spec = serve_spec_from_args(args)
-        TokenCheck.from_config(spec.auth)  # fail here, not in a replica, when the token is unreadable
-    except (SpecError, AuthError) as err:
+        TokenCheck.from_config(spec.auth)
+        check_complete(spec.checkpoint, "checkpoint")
+    except (SpecError, AuthError, ConfigError) as err:
         print(f"serve: {err}", file=sys.stderr)
         return 1
     ensure_ray()

@@ -17,6 +17,7 @@ twice, bit for bit; and batched with any other jobs it gives the same video up t
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from videomar.data_pipelines import storage
 from videomar.model.media import decode_latents, to_uint8_frames
 from videomar.model.sampler import generate, progressive_temperature
 
-SEED_MODULUS = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class Engine:
         first = jobs[0]
         cond = self.condition([j.image for j in jobs])  # [B, C, 1, H', W']
         text = self.model.tokenize([j.prompt for j in jobs])
-        generators = [torch.Generator(device=self.device).manual_seed(j.seed % SEED_MODULUS) for j in jobs]
+        generators = [torch.Generator(device=self.device).manual_seed(j.seed) for j in jobs]
         latents = generate(
             self.model, cond, text, frames=self.latent_frames_to_generate(first.frames), steps=first.steps,
             cfg=[j.cfg for j in jobs], mode="kv_cache", generator=generators,
@@ -140,3 +141,8 @@ class Engine:
         pixels = decode_latents(self.vae, latents)[:, :, : first.frames]  # [B, 3, frames, H, W]
         return [to_uint8_frames(video) for video in pixels]
 
+
+def absolute_uri(uri: str) -> str:
+    """``uri`` with a local path made absolute against this process's working directory, so that
+    Ray workers (whose working directory may differ) find the same files; s3:// URIs unchanged."""
+    return uri if storage.is_s3(uri) else os.path.abspath(os.path.expanduser(uri))

@@ -16,77 +16,70 @@ import sys
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
 
 from videomar.data_pipelines import storage
 from videomar.errors import ConfigError
 from videomar.model.media import mp4_bytes
-from videomar.platform.serving.engine import Engine, Job
-from videomar.platform.serving.requests import MAX_SEED, image_from_bytes
-from videomar.platform.specs.generate import GenerateSpec
+from videomar.platform.serving.engine import Engine, Job, absolute_uri
+from videomar.platform.serving.requests import image_from_bytes
+from videomar.platform.specs.generate import GenerateSpec, InputLine
 
 RESULTS_FILE = "results.json"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-
-
-class InputLine(BaseModel):
-    """One line of the inputs manifest."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    image: str = Field(min_length=1, description="PNG/JPEG path or URI; relative to the manifest's folder")
-    prompt: str = ""
-    name: str | None = Field(default=None, pattern=NAME_PATTERN, description="output file stem")
-    frames: int | None = Field(default=None, ge=2)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
-    steps: int | None = Field(default=None, ge=1)
-    cfg: float | None = Field(default=None, ge=1.0)
-    temperature: float | None = Field(default=None, gt=0)
 
 
 def read_inputs(spec: GenerateSpec) -> list[dict[str, Any]]:
-    """The manifest as resolved rows (defaults applied, image URIs absolute); ConfigError names
-    the line and field at fault."""
-    try:
-        text = storage.read_bytes(spec.inputs).decode()
-    except FileNotFoundError:
-        raise ConfigError(f"inputs: {spec.inputs} does not exist") from None
+    """The inputs as resolved rows (defaults applied, image URIs absolute); ConfigError names the
+    line (or list entry) and field at fault."""
+    if spec.items is not None:
+        items = [(f"items.{i}", item, os.getcwd()) for i, item in enumerate(spec.items)]
+    else:
+        items = list(_manifest_lines(spec.inputs))
     rows, names = [], set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"inputs: {spec.inputs} line {number}"
-        try:
-            item = InputLine.model_validate(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{where}: not valid JSON: {err}") from None
-        except pydantic.ValidationError as err:
-            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise ConfigError(f"{where}: {fields}") from None
+    for where, item, base in items:
         name = item.name or f"{len(rows):06d}"
         if name in names:
-            raise ConfigError(f"{where}: name: {name!r} is used by an earlier line")
+            raise ConfigError(f"{where}: name: {name!r} is used by an earlier input")
         names.add(name)
         d = spec.defaults
         rows.append({
-            "index": len(rows), "name": name, "image": _resolve(item.image, spec.inputs),
+            "index": len(rows), "name": name, "image": _resolve(item.image, base),
             "prompt": item.prompt, "frames": item.frames or d.frames,
             "seed": item.seed if item.seed is not None else d.seed,
             "steps": item.steps or d.steps, "cfg": item.cfg if item.cfg is not None else d.cfg,
             "temperature": item.temperature if item.temperature is not None else d.temperature,
         })
     if not rows:
-        raise ConfigError(f"inputs: {spec.inputs} has no inputs")
+        raise ConfigError(f"inputs: {spec.inputs} has no inputs")  # items cannot be empty
     return rows
 
 
-def _resolve(image: str, manifest: str) -> str:
-    """An image reference as an absolute path or URI (relative ones are beside the manifest)."""
+def _manifest_lines(uri: str):
+    """(where, InputLine, folder the relative images are in) for each line of a manifest."""
+    try:
+        text = storage.read_bytes(uri).decode()
+    except FileNotFoundError:
+        raise ConfigError(f"inputs: {uri} does not exist") from None
+    base = posixpath.dirname(uri) if storage.is_s3(uri) else os.path.dirname(os.path.abspath(uri))
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"inputs: {uri} line {number}"
+        try:
+            yield where, InputLine.model_validate(json.loads(line)), base
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{where}: not valid JSON: {err}") from None
+        except pydantic.ValidationError as err:
+            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise ConfigError(f"{where}: {fields}") from None
+
+
+def _resolve(image: str, base: str) -> str:
+    """An image reference as an absolute path or URI (relative ones resolve against ``base``)."""
     if storage.is_s3(image) or os.path.isabs(image):
         return image
-    if storage.is_s3(manifest):
-        return posixpath.join(posixpath.dirname(manifest), image)
-    return os.path.join(os.path.dirname(os.path.abspath(manifest)), image)
+    if storage.is_s3(base):
+        return posixpath.join(base, image)
+    return os.path.join(base, image)
 
 
 class GenerateActor:
@@ -152,15 +145,17 @@ def run_generate(spec: GenerateSpec) -> int:
         print(f"generate: {err}", file=sys.stderr)
         return 1
     w = spec.workers
+    output = absolute_uri(spec.output)
     gpus = w.gpus_per_actor if w.gpus_per_actor != "auto" else (1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0)
     dataset = ray.data.from_items([{"input": json.dumps(r)} for r in rows]).map_batches(
         GenerateActor,
-        fn_constructor_kwargs={"checkpoint": spec.checkpoint, "output": spec.output, "overwrite": spec.overwrite},
+        fn_constructor_kwargs={"checkpoint": absolute_uri(spec.checkpoint), "output": output,
+                               "overwrite": spec.overwrite},
         batch_size=w.batch_size, compute=ActorPoolStrategy(size=w.actors),
         num_cpus=w.cpus_per_actor, num_gpus=gpus,
     )
     results = sorted((json.loads(r["result"]) for r in dataset.take_all()), key=lambda r: r["index"])
-    storage.write_bytes_atomic(storage.join(spec.output, RESULTS_FILE), json.dumps(results, indent=1).encode())
+    storage.write_bytes_atomic(storage.join(output, RESULTS_FILE), json.dumps(results, indent=1).encode())
     failed = [r for r in results if r["error"]]
     made = sum(1 for r in results if not r["error"] and not r["skipped"])
     skipped = sum(1 for r in results if r["skipped"])

@@ -23,9 +23,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from videomar.platform.serving.engine import Job
+from videomar.platform.specs.generate import MAX_SEED
 from videomar.platform.specs.serve import Limits, SamplerDefaults
-
-MAX_SEED = 2**63 - 1
 
 
 class RequestError(ValueError):
