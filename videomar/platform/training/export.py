@@ -14,11 +14,12 @@ an incomplete export and name it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -117,11 +118,11 @@ def _load_vae(uri: str, config: dict[str, Any], device) -> Any:
     from videomar.model.vae import load_vae
 
     vae_uri = storage.join(uri, VAE_DIR)
-    if storage.is_s3(vae_uri):
-        local = tempfile.mkdtemp(prefix="videomar-export-vae-")
+    if not storage.is_s3(vae_uri):
+        return load_vae(vae_uri).to(device).eval()
+    with tempfile.TemporaryDirectory(prefix="videomar-export-vae-") as local:
         storage.download_dir(vae_uri, local)
-        vae_uri = local
-    return load_vae(vae_uri).to(device).eval()
+        return load_vae(local).to(device).eval()  # the weights are in memory once loaded
 
 
 def _copy_tree(src: str, dst: str) -> None:
@@ -133,10 +134,13 @@ def _copy_tree(src: str, dst: str) -> None:
         storage.write_bytes_atomic(storage.join(dst, *parts), storage.read_bytes(storage.join(src, *parts)))
 
 
-def local_copy(uri: str) -> Path:
-    """A local directory with the export's files (the export itself when it is local)."""
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[Path]:
+    """A local directory with the export's files (the export itself when it is local; else a
+    temporary download, removed afterwards)."""
     if not storage.is_s3(uri):
-        return Path(uri)
-    local = tempfile.mkdtemp(prefix="videomar-export-")
-    storage.download_dir(uri, local)
-    return Path(local)
+        yield Path(uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="videomar-export-") as local:
+        storage.download_dir(uri, local)
+        yield Path(local)

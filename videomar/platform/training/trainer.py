@@ -50,11 +50,15 @@ def run_stage(spec: TrainSpec) -> StageResult:
     try:
         ensure_ray()  # the connected cluster, else an in-process one; never a bare ray.init()
         result = fit(plan, init, runs.run_id, stage_dataset(plan))
-        export_dir = write_stage_export(plan, result.checkpoint)
+        write_stage_export(plan, result.checkpoint)
     except BaseException:
         close_stage(runs, None, ok=False)
         raise
-    close_stage(runs, export_dir if spec.mlflow.log_export else None, ok=True)
+    if spec.mlflow.log_export:
+        with export.local_copy(plan.export_uri) as export_dir:
+            close_stage(runs, str(export_dir), ok=True)
+    else:
+        close_stage(runs, None, ok=True)
     return StageResult(export_uri=plan.export_uri, checkpoint_uri=_checkpoint_uri(plan, result.checkpoint),
                        metrics=dict(result.metrics or {}), run_id=runs.run_id, parent_run_id=runs.parent_id)
 
@@ -131,8 +135,8 @@ def _checkpoint_uri(plan: StagePlan, ckpt) -> str:
     return f"s3://{ckpt.path}" if storage.is_s3(plan.spec.storage) else ckpt.path
 
 
-def write_stage_export(plan: StagePlan, ckpt) -> str:
-    """Write the export from the final checkpoint's EMA; returns a local copy of it for MLflow."""
+def write_stage_export(plan: StagePlan, ckpt) -> None:
+    """Write the export from the final checkpoint's EMA weights."""
     if ckpt is None:
         raise RuntimeError(f"stage {plan.spec.name} finished without a checkpoint; nothing to export")
     fs = ckpt.filesystem
@@ -153,4 +157,3 @@ def write_stage_export(plan: StagePlan, ckpt) -> str:
         "manifest": plan.dataset.manifest_uri,
     }
     export.write_export(plan.export_uri, ema, config, plan.spec_yaml, plan.dataset.vae_uri)
-    return str(export.local_copy(plan.export_uri))
