@@ -99,7 +99,8 @@ def test_sampler_per_sample_arguments_are_checked_and_match_scalar_ones(engine):
                           ({"generator": [torch.Generator()]}, "generator")]:
         with pytest.raises(ConfigError, match=field):
             generate(model, cond, text, frames=1, steps=2, **kwargs)
-    per_sample = generate(model, cond, text, frames=2, steps=2, cfg=[3.0, 3.0], temperature=[0.9, 0.9], generator=gens())
+    per_sample = generate(model, cond, text, frames=2, steps=2, cfg=[3.0, 3.0], temperature=[0.9, 0.9],
+                          generator=gens())
     for row in range(2):
         alone = generate(model, cond[row:row + 1], model.tokenize([["a", "b"][row]]), frames=2, steps=2, cfg=3.0,
                          temperature=0.9, generator=gens()[row])

@@ -32,7 +32,7 @@ from ray import serve
 from videomar.model.media import DEFAULT_FPS, mp4_bytes
 from videomar.platform.serving.auth import TokenCheck
 from videomar.platform.serving.batches import BatchStatus, BatchStore, new_batch_id, output_prefix, run_batch
-from videomar.platform.serving.engine import Engine, Job, absolute_uri
+from videomar.platform.serving.engine import Engine, Job, absolute_uri, gpus_per_worker
 from videomar.platform.serving.requests import (
     BatchRequest, GenerateRequest, RequestError, parse_json, to_job, validate,
 )
@@ -170,7 +170,8 @@ class Api:
         self._guard(request)
         req = validate(BatchRequest, await self._body(request))
         if len(req.inputs) > self.s.limits.max_batch_inputs:
-            raise RequestError(f"inputs: {len(req.inputs)} inputs exceeds the limit of {self.s.limits.max_batch_inputs}")
+            raise RequestError(
+                f"inputs: {len(req.inputs)} inputs exceeds the limit of {self.s.limits.max_batch_inputs}")
         jobs = [await self._job(r, f"inputs.{i}.") for i, r in enumerate(req.inputs)]
         batch_id = new_batch_id()
         status = BatchStatus(id=batch_id, output_prefix=output_prefix(self.s.storage_root, req.output_prefix, batch_id),
@@ -195,15 +196,6 @@ class Api:
 
 
 # -- building and running ------------------------------------------------------------------------
-def gpus_per_replica(spec: ServeSpec) -> float:
-    wanted = spec.deployment.gpus_per_replica
-    if wanted != "auto":
-        return float(wanted)
-    import ray
-
-    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-
-
 def build_app(spec: ServeSpec, token: TokenCheck | None = None):
     """The Serve application for ``spec`` (Ray must be connected). ``token`` defaults to the one
     the spec's auth section configures. Refuses an incomplete export (ConfigError naming it)."""
@@ -215,7 +207,7 @@ def build_app(spec: ServeSpec, token: TokenCheck | None = None):
                else {"num_replicas": d.replicas})
     sampler = Sampler.options(
         max_ongoing_requests=d.max_ongoing_requests,
-        ray_actor_options={"num_cpus": d.cpus_per_replica, "num_gpus": gpus_per_replica(spec)},
+        ray_actor_options={"num_cpus": d.cpus_per_replica, "num_gpus": gpus_per_worker(d.gpus_per_replica)},
         **scaling,
     ).bind(absolute_uri(spec.checkpoint), d.max_batch_size, d.batch_wait_timeout_s)
     settings = ApiSettings(

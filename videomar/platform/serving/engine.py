@@ -71,7 +71,8 @@ class Engine:
 
     def __init__(self, model, vae, config: dict[str, Any]):
         if vae is None:
-            raise ValueError("the export has no vae/ directory; serving needs the VAE to encode images and decode videos")
+            raise ValueError("the export has no vae/ directory; serving needs the VAE to encode images "
+                             "and decode videos")
         self.model, self.vae, self.config = model, vae, config
         self.device = next(model.parameters()).device
 
@@ -146,3 +147,12 @@ def absolute_uri(uri: str) -> str:
     """``uri`` with a local path made absolute against this process's working directory, so that
     Ray workers (whose working directory may differ) find the same files; s3:// URIs unchanged."""
     return uri if storage.is_s3(uri) else os.path.abspath(os.path.expanduser(uri))
+
+
+def gpus_per_worker(wanted: float | str) -> float:
+    """GPUs for one replica or actor: ``auto`` is one when the connected Ray cluster has GPUs."""
+    if wanted != "auto":
+        return float(wanted)
+    import ray
+
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0

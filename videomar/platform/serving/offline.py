@@ -20,7 +20,7 @@ import pydantic
 from videomar.data_pipelines import storage
 from videomar.errors import ConfigError
 from videomar.model.media import mp4_bytes
-from videomar.platform.serving.engine import Engine, Job, absolute_uri
+from videomar.platform.serving.engine import Engine, Job, absolute_uri, gpus_per_worker
 from videomar.platform.serving.requests import image_from_bytes
 from videomar.platform.specs.generate import GenerateSpec, InputLine
 
@@ -132,7 +132,6 @@ class GenerateActor:
 
 def run_generate(spec: GenerateSpec) -> int:
     """Run the job on the connected Ray cluster; 0 when every input has its video."""
-    import ray
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -146,13 +145,12 @@ def run_generate(spec: GenerateSpec) -> int:
         return 1
     w = spec.workers
     output = absolute_uri(spec.output)
-    gpus = w.gpus_per_actor if w.gpus_per_actor != "auto" else (1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0)
     dataset = ray.data.from_items([{"input": json.dumps(r)} for r in rows]).map_batches(
         GenerateActor,
         fn_constructor_kwargs={"checkpoint": absolute_uri(spec.checkpoint), "output": output,
                                "overwrite": spec.overwrite},
         batch_size=w.batch_size, compute=ActorPoolStrategy(size=w.actors),
-        num_cpus=w.cpus_per_actor, num_gpus=gpus,
+        num_cpus=w.cpus_per_actor, num_gpus=gpus_per_worker(w.gpus_per_actor),
     )
     results = sorted((json.loads(r["result"]) for r in dataset.take_all()), key=lambda r: r["index"])
     storage.write_bytes_atomic(storage.join(output, RESULTS_FILE), json.dumps(results, indent=1).encode())

@@ -3,10 +3,10 @@
 The inputs are either ``inputs``, the URI of a JSON Lines manifest with one object per line, or
 ``items``, a list of the same objects inline in the spec (see ``InputLine``): ``image`` (a PNG or
 JPEG path or URI; relative paths resolve against the manifest's folder, or the working directory
-for ``items``), and optionally ``prompt``, ``frames``, ``seed``, ``steps``, ``cfg``, ``temperature``, ``name``. Each input
-becomes ``<output>/<name>.mp4`` (``name`` defaults to the line number, zero-padded); a
-``results.json`` beside them lists every input's output or error. Frames are pixel frames of
-the output video, the condition image counted as frame 0.
+for ``items``), and optionally ``prompt``, ``frames``, ``seed``, ``steps``, ``cfg``,
+``temperature``, ``name``. Each input becomes ``<output>/<name>.mp4`` (``name`` defaults to its
+position, zero-padded); a ``results.json`` beside them lists every input's output or error.
+Frames are pixel frames of the output video, the condition image counted as frame 0.
 """
 
 from __future__ import annotations
