@@ -48,6 +48,7 @@ class Trainee:
     engine: Any
     scheduler: Any
     ema: EMA
+    grad_norm: float | None = None  # measured by the loop when DeepSpeed does not (ZeRO-0)
 
 
 def train_func(config: dict[str, Any]) -> None:
@@ -146,6 +147,10 @@ def _optimizer_step(plan: StagePlan, env: WorkerEnv, t: Trainee, batches, state:
         with autocast:
             loss = t.engine(latents, text, gen)
         t.engine.backward(loss)
+        if micro == accum - 1 and spec.deepspeed.zero_stage == 0:
+            # Without ZeRO, DeepSpeed keeps no grad norm; the grads are all-reduced by now.
+            grads = [p.grad for p in t.model.parameters() if p.grad is not None]
+            t.grad_norm = float(torch.nn.utils.get_total_norm(grads))
         t.engine.step()
         loss_sum += loss.detach().float()
         state.epoch, state.batch_in_epoch = epoch, index + 1
@@ -159,7 +164,7 @@ def _step_metrics(plan: StagePlan, env: WorkerEnv, t: Trainee, loss: float, lr: 
     return {
         "loss": loss,
         "lr": lr,
-        "grad_norm": float(t.engine.get_global_grad_norm() or 0.0),
+        "grad_norm": _grad_norm(t),
         "samples_per_s": batch / step_time,
         "tokens_per_s": batch * _tokens_per_clip(plan) / step_time,
         "step_time_s": step_time,
@@ -207,6 +212,12 @@ def _tokens_per_clip(plan: StagePlan) -> int:
     _, t, h, w = plan.dataset.latent_shape
     p = plan.spec.model.build().patch_size
     return t * (h // p) * (w // p)
+
+
+def _grad_norm(t: Trainee) -> float:
+    """The global grad norm of the last optimizer step, before clipping."""
+    norm = t.engine.get_global_grad_norm()
+    return float(norm) if norm is not None else float(t.grad_norm or 0.0)
 
 
 def optimizer_state_bytes(optimizer) -> int:
