@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     b, u = figures["batched"], figures["unbatched"]
     result = {
