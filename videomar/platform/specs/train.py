@@ -84,13 +84,13 @@ class MlflowSection(Section):
 
 
 class SamplesSection(Section):
-    """Sample videos from the EMA weights, logged to MLflow every N steps and at the end."""
+    """Sample videos from the EMA weights, logged to MLflow every N steps and at the end. Each
+    continues the first latent frame of one of the first training clips, with its caption."""
 
     every: int = Field(default=0, ge=0, description="optimizer steps between samples; 0: only at the end")
     count: int = Field(default=1, ge=0, description="videos per sampling; 0 disables samples")
     steps: int = Field(default=8, ge=1, description="spatial decoding steps per frame")
     cfg: float = Field(default=3.0, ge=1.0)
-    prompts: list[str] = Field(default_factory=lambda: ["a sample video"])
     format: Literal["gif", "mp4"] = "gif"
 
 
