@@ -75,6 +75,9 @@ def preflight(spec: TrainSpec) -> DatasetInfo:
     where = spec.source
     try:
         info = dataset_info(absolute(spec.data.manifest), spec)
+        if spec.samples.count and not info.vae_uri:
+            raise ConfigError(f"samples.count={spec.samples.count}: the dataset manifest {info.manifest_uri} "
+                              f"names no VAE to decode sample videos with; set samples.count: 0")
         if spec.init_from is not None:
             check_init_from(absolute(spec.init_from.uri), spec, info)
     except (ConfigError, FileNotFoundError, ValueError) as err:
