@@ -115,3 +115,20 @@ def test_dynamics_is_zero_when_frozen_and_grows_with_speed(bundled):
     assert fast > slow > 0
     with pytest.raises(ValueError, match="at least 2 frames"):
         dynamics(frozen, start=4)
+
+
+def test_sample_videos_single_digits_are_recognised_in_every_frame(classifier, tmp_path):
+    """The real sample data (H.264 MP4s decoded and resized as the precompute does it)."""
+    import json
+
+    from videomar.data_pipelines.clips import read_clip
+    from videomar.data_pipelines.sample_data import write_sample_videos
+
+    manifest = write_sample_videos(tmp_path, 10, seed=0, frames=9)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    single = [r for r in rows if len(r["digits"]) == 1]
+    assert single, "the seed gives single-digit videos"
+    videos = torch.stack([torch.from_numpy(read_clip(str(tmp_path / r["path"]), 0, (9, 32, 32))) for r in single])
+    present = digits_in_videos(classifier, videos)
+    labels = one_hot([r["digits"][0]["label"] for r in single])
+    assert (present == labels[:, None]).all()
