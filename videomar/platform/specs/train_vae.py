@@ -1,0 +1,89 @@
+"""The ``train-vae`` job spec: train the built-in causal video VAE on clips of videos.
+
+Schema checks (types, ranges, unknown keys, the VAE config, clip shapes the VAE can take) happen
+when the YAML is parsed; the source is read when the job runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from videomar.platform.specs.base import JobSpec, Section
+from videomar.platform.specs.train import ScalingSection
+
+
+class VAEDataSection(Section):
+    """Where the videos are and how clips are cut from them (resize + centre crop)."""
+
+    source: str = Field(description="a manifest (.jsonl with path and caption per line, paths relative to it) "
+                                    "or a folder of videos; local path or s3://")
+    frames: int = Field(default=9, ge=1, description="pixel frames per clip: 1 + a multiple of the temporal compression")
+    height: int = Field(default=32, ge=8, description="clip height in pixels: a multiple of the spatial compression")
+    width: int = Field(default=32, ge=8, description="clip width in pixels: a multiple of the spatial compression")
+    stride: int = Field(default=1, ge=1, description="source frames between clip frames")
+    clips_per_video: int = Field(default=2, ge=1, description="non-overlapping clips taken from the start of each video")
+    max_videos: int | None = Field(default=None, ge=1, description="use only the first N videos (None: all)")
+
+
+class VAETrainSection(Section):
+    """AdamW on reconstruction MSE + kl_weight * KL; every worker draws its own batches."""
+
+    steps: int = Field(ge=1, description="optimizer steps")
+    batch_size: int = Field(default=8, ge=1, description="clips per worker per step")
+    lr: float = Field(default=2e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float = Field(default=1.0, ge=0, description="max global grad norm; 0 disables")
+    log_every: int = Field(default=10, ge=1, description="steps between progress reports")
+    eval_clips: int = Field(default=32, ge=1, description="clips (the first ones) PSNR is measured on")
+    seed: int = 0
+
+
+class VAETrackingSection(Section):
+    tracking_uri: str | None = Field(
+        default=None, description="server or store URI; else MLFLOW_TRACKING_URI; else sqlite in the work dir"
+    )
+    experiment: str = "videomar-vae"
+
+
+class TrainVAESpec(JobSpec):
+    """Train the causal video VAE with Ray Train (DDP) and export it; see jobs/quickstart/vae.yaml."""
+
+    kind: Literal["train-vae"]
+    name: str = Field(default="vae", description="the run's name (MLflow run name)")
+    data: VAEDataSection
+    vae: dict[str, Any] = Field(default_factory=dict, description="VAEConfig fields (videomar.model.vae.VAEConfig)")
+    train: VAETrainSection
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    output: str = Field(description="directory (local or s3://) the export (model.safetensors, config.json) goes to")
+    mlflow: VAETrackingSection | None = Field(default=None, description="log params and PSNR to MLflow when set")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainVAESpec":
+        config = self.vae_config()
+        t, s = config.temporal_compression, config.spatial_compression
+        if (self.data.frames - 1) % t:
+            raise ValueError(f"data.frames={self.data.frames} must be 1 + a multiple of vae.temporal_compression={t}")
+        for field in ("height", "width"):
+            value = getattr(self.data, field)
+            if value % s:
+                raise ValueError(f"data.{field}={value} must be a multiple of vae.spatial_compression={s}")
+        return self
+
+    def vae_config(self):
+        """The validated VAEConfig; the error names the ``vae.`` field at fault."""
+        from videomar.errors import ConfigError
+        from videomar.model.vae import VAEConfig
+
+        try:
+            return VAEConfig.from_dict(dict(self.vae), where="vae")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
+    def run(self) -> int:
+        from videomar.platform.vae_training import run_train_vae
+
+        run_train_vae(self)
+        return 0

@@ -1,0 +1,349 @@
+"""The ``train-vae`` job: train the causal video VAE on clips of videos with Ray Train, export it.
+
+    list videos -> decode clips on the driver -> PSNR of the initial VAE
+    -> TorchTrainer (DDP: gloo on CPU, NCCL on GPU; each worker draws its own batches)
+    -> weights back through the final checkpoint -> PSNR after, latent scale -> export
+
+The clips are decoded once on the driver and shared through the object store: a VAE training set
+for this job is small (a few thousand clips at most), and every worker samples from all of it.
+The latent scale constant (1 / std of the posterior means over the clips) is measured here and
+written into the export's config, so it travels with the VAE into every latent dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from videomar.data_pipelines import storage
+from videomar.errors import ConfigError
+from videomar.model.vae import CausalVideoVAE, VAEConfig
+from videomar.model.vae.base import CONFIG_FILE, WEIGHTS_FILE
+from videomar.platform.specs.train_vae import TrainVAESpec
+from videomar.platform.training.config import absolute
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+# Pixels are in [-1, 1]: the peak-to-peak range in PSNR = 10 log10(range^2 / MSE).
+PIXEL_RANGE = 2.0
+# Distinct random streams per (seed, rank).
+_SEED_STRIDE = 1_000_003
+EVAL_BATCH = 16
+
+
+@dataclass(frozen=True)
+class ClipSet:
+    pixels: torch.Tensor  # [N, 3, T, H, W] float32 in [-1, 1]
+    videos: int  # videos that gave at least one clip
+    skipped: list[str]  # "path: reason" for videos that gave none
+
+
+@dataclass(frozen=True)
+class VAEResult:
+    output: str
+    psnr_before: float
+    psnr_after: float
+    scale: float
+    vae_id: str
+    clips: int
+    videos: int
+    skipped: list[str]
+
+
+def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
+    """Train, measure and export the VAE the spec describes; returns what it did."""
+    from videomar.platform.ray_env import ensure_ray
+
+    output = absolute(spec.output)
+    clips = load_clips(spec)
+    out(f"train-vae: {len(clips.pixels)} clips of {spec.data.frames}x{spec.data.height}x{spec.data.width} "
+        f"from {clips.videos} videos ({len(clips.skipped)} skipped)")
+    for line in clips.skipped:
+        out(f"train-vae: skipped {line}")
+    config = spec.vae_config()
+    torch.manual_seed(spec.train.seed)
+    vae = CausalVideoVAE(config)
+    eval_pixels = clips.pixels[: spec.train.eval_clips]
+    before = reconstruction_psnr(vae, eval_pixels)
+    out(f"train-vae: reconstruction PSNR before training {before:.2f} dB")
+    ensure_ray()
+    vae.load_state_dict(fit(spec, config, vae.state_dict(), clips.pixels))
+    after = reconstruction_psnr(vae, eval_pixels)
+    vae.with_scale(latent_scale(vae, clips.pixels))
+    write_export(vae, output)
+    result = VAEResult(output=output, psnr_before=before, psnr_after=after, scale=vae.scale, vae_id=vae.vae_id,
+                       clips=len(clips.pixels), videos=clips.videos, skipped=clips.skipped)
+    out(f"train-vae: reconstruction PSNR after {spec.train.steps} steps {after:.2f} dB "
+        f"(before {before:.2f} dB); latent scale {result.scale:.4f}; exported VAE {result.vae_id} to {output}")
+    if spec.mlflow is not None:
+        log_to_mlflow(spec, result)
+    return result
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def list_videos(source: str) -> list[str]:
+    """Video URIs from a manifest (.jsonl: one JSON object with ``path`` per line, relative paths
+    resolved against the manifest's folder) or from a folder (recursively, by suffix)."""
+    source = absolute(source)
+    if source.endswith(".jsonl"):
+        return _manifest_videos(source)
+    files = [rel for rel, _, _ in storage.list_files(source) if rel.lower().endswith(VIDEO_SUFFIXES)]
+    if not files:
+        raise ConfigError(f"data.source={source}: no videos ({', '.join(VIDEO_SUFFIXES)}) found there")
+    return [storage.join(source, *rel.split("/")) for rel in files]
+
+
+def _manifest_videos(manifest: str) -> list[str]:
+    try:
+        text = storage.read_bytes(manifest).decode()
+    except (FileNotFoundError, OSError) as err:
+        raise ConfigError(f"data.source={manifest}: cannot read the manifest ({err})") from None
+    base = manifest.rsplit("/", 1)[0] if storage.is_s3(manifest) else str(Path(manifest).parent)
+    paths = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            path = json.loads(line)["path"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ConfigError(f"data.source={manifest}, line {number}: expected a JSON object with a 'path'") from None
+        is_absolute = storage.is_s3(path) or os.path.isabs(path)
+        paths.append(path if is_absolute else storage.join(base, *path.split("/")))
+    if not paths:
+        raise ConfigError(f"data.source={manifest}: the manifest lists no videos")
+    return paths
+
+
+def load_clips(spec: TrainVAESpec) -> ClipSet:
+    """Decode up to ``clips_per_video`` clips of every video; unreadable or short videos are
+    skipped with their reason. ConfigError when no clip at all could be read."""
+    from videomar.data_pipelines.clips import ClipError
+
+    d = spec.data
+    videos = list_videos(d.source)[: d.max_videos]
+    clips, skipped, used = [], [], 0
+    for path in videos:
+        try:
+            got = video_clips(path, spec)
+        except ClipError as err:
+            skipped.append(str(err))
+            continue
+        if not got:
+            skipped.append(f"{path}: shorter than one clip of {d.frames} frames with stride {d.stride}")
+            continue
+        clips += got
+        used += 1
+    if not clips:
+        raise ConfigError(f"data.source={absolute(d.source)}: no clip could be read from {len(videos)} videos")
+    return ClipSet(pixels=torch.from_numpy(np.stack(clips)), videos=used, skipped=skipped)
+
+
+def video_clips(path: str, spec: TrainVAESpec) -> list:
+    """float32 [3, T, H, W] clips of one video (model layout, [-1, 1])."""
+    from videomar.data_pipelines.clips import clip_starts, decode_clip, open_video, to_model_pixels
+
+    d = spec.data
+    reader = open_video(path)
+    starts = clip_starts(len(reader), d.frames, d.stride, max_clips=d.clips_per_video)
+    return [to_model_pixels(decode_clip(path, s, d.frames, d.stride, d.height, d.width, reader=reader))
+            for s in starts]
+
+
+# ----------------------------------------------------------------------------------- measuring
+
+
+@torch.no_grad()
+def reconstruction_psnr(vae: CausalVideoVAE, pixels: torch.Tensor) -> float:
+    """PSNR (dB) of decode(posterior mean) against ``pixels`` [N, 3, T, H, W], over all pixels."""
+    vae.eval()
+    squared, count = 0.0, 0
+    for batch in pixels.split(EVAL_BATCH):
+        recon = vae.decode(vae.encode(batch)[0])
+        squared += float((recon - batch[:, :, : recon.shape[2]]).pow(2).sum())
+        count += recon.numel()
+    mse = max(squared / count, 1e-12)
+    return 10.0 * math.log10(PIXEL_RANGE**2 / mse)
+
+
+@torch.no_grad()
+def latent_scale(vae: CausalVideoVAE, pixels: torch.Tensor) -> float:
+    """1 / std of the posterior means over the clips: scaled latents have about unit variance."""
+    vae.eval()
+    means = torch.cat([vae.encode(batch)[0].flatten() for batch in pixels.split(EVAL_BATCH)])
+    return float(1.0 / means.std().clamp_min(1e-6))
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
+        pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run the workers from ``initial`` weights; returns the trained weights (rank 0's)."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    s = spec.scaling
+    resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.gpus_per_worker else {})}
+    with tempfile.TemporaryDirectory(prefix="videomar-train-vae-") as scratch:
+        trainer = TorchTrainer(
+            train_worker,
+            train_loop_config={"train": spec.train.model_dump(), "vae": config,
+                               "init": ray.put(initial), "pixels": ray.put(pixels)},
+            scaling_config=ScalingConfig(num_workers=s.workers, use_gpu=s.gpus_per_worker > 0,
+                                         resources_per_worker=resources, placement_strategy=s.placement),
+            run_config=RunConfig(name=spec.name, storage_path=scratch),
+        )
+        result = trainer.fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"train-vae {spec.name}: training finished without its final weights")
+        with result.checkpoint.as_directory() as directory:
+            from safetensors.torch import load_file
+
+            return load_file(str(Path(directory, WEIGHTS_FILE)))
+
+
+class ReconstructionObjective(nn.Module):
+    """The VAE's training loss as a forward pass, so DDP sees it and averages the gradients."""
+
+    def __init__(self, vae: CausalVideoVAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        loss, parts = self.vae.reconstruction_loss(pixels)
+        return loss, parts["mse"], parts["kl"]
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """One Ray Train rank: same initial weights everywhere, own batches, DDP-averaged gradients."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    hp = config["train"]
+    ctx = ray.train.get_context()
+    rank, device = ctx.get_world_rank(), ray.train.torch.get_device()
+    vae = CausalVideoVAE(config["vae"])
+    vae.load_state_dict(ray.get(config["init"]))
+    pixels: torch.Tensor = ray.get(config["pixels"])  # [N, 3, T, H, W]
+    objective = ray.train.torch.prepare_model(ReconstructionObjective(vae))
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]),
+                                  weight_decay=hp["weight_decay"])
+    picker = torch.Generator().manual_seed(hp["seed"] * _SEED_STRIDE + rank)
+    torch.manual_seed(hp["seed"] * _SEED_STRIDE + rank + 1)  # posterior samples differ per rank
+    for step in range(1, hp["steps"] + 1):
+        batch = pixels[torch.randint(len(pixels), (hp["batch_size"],), generator=picker)].to(device)
+        parts = _step(objective, optimizer, batch, hp["grad_clip"])
+        if step % hp["log_every"] == 0 or step == hp["steps"]:
+            metrics = {"step": step, **_averaged(parts)}
+            metrics["psnr_train"] = 10.0 * math.log10(PIXEL_RANGE**2 / max(metrics["mse"], 1e-12))
+            if rank == 0:
+                print(f"train-vae step {step}/{hp['steps']}: loss {metrics['loss']:.4f} mse {metrics['mse']:.4f} "
+                      f"kl {metrics['kl']:.3f} train PSNR {metrics['psnr_train']:.2f} dB", file=sys.stderr)
+            if step < hp["steps"]:
+                ray.train.report(metrics)
+    _report_final(vae, rank, metrics)
+
+
+def _step(objective: nn.Module, optimizer, batch: torch.Tensor, grad_clip: float) -> dict[str, torch.Tensor]:
+    cuda = batch.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        loss, mse, kl = objective(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(objective.parameters(), grad_clip)
+    optimizer.step()
+    return {"loss": loss, "mse": mse, "kl": kl}
+
+
+def _averaged(parts: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The loss parts averaged over ranks, in one all-reduce."""
+    import torch.distributed as dist
+
+    values = torch.stack([v.detach().float() for v in parts.values()])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values)
+        values /= dist.get_world_size()
+    return dict(zip(parts, values.tolist()))
+
+
+def _report_final(vae: CausalVideoVAE, rank: int, metrics: dict) -> None:
+    """Every rank reports; rank 0 attaches the weights (identical on every rank under DDP)."""
+    import ray.train
+    from safetensors.torch import save_file
+
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    local = tempfile.mkdtemp(prefix="videomar-vae-weights-")
+    try:
+        state = {k: v.detach().to("cpu").contiguous() for k, v in vae.state_dict().items()}
+        save_file(state, str(Path(local, WEIGHTS_FILE)))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(local))
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+# -------------------------------------------------------------------------------------- export
+
+
+def write_export(vae: CausalVideoVAE, output: str) -> None:
+    """Export so that a reader never sees a half export: locally into a temporary sibling folder
+    renamed into place; on S3 the old config first removed, the weights written, the config last."""
+    if storage.is_s3(output):
+        with tempfile.TemporaryDirectory(prefix="videomar-vae-export-") as tmp:
+            vae.export(tmp)
+            fs, path = storage.filesystem(output)
+            if storage.exists(storage.join(output, CONFIG_FILE)):
+                fs.delete_file(f"{path}/{CONFIG_FILE}")
+            for name in (WEIGHTS_FILE, CONFIG_FILE):
+                storage.write_bytes_atomic(storage.join(output, name), Path(tmp, name).read_bytes())
+        return
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    vae.export(str(staging))
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------- tracking
+
+
+def log_to_mlflow(spec: TrainVAESpec, result: VAEResult) -> None:
+    """One MLflow run: the spec as params (secrets redacted), PSNR, scale, the export as artifacts."""
+    import mlflow
+
+    from videomar.platform.training.tracking import experiment_id, flatten, redact, resolve_target
+
+    target = resolve_target(spec.mlflow.tracking_uri, spec.mlflow.experiment, os.getcwd())
+    client = mlflow.MlflowClient(tracking_uri=target.tracking_uri)
+    run = client.create_run(experiment_id(target), run_name=spec.name, tags={"videomar.kind": spec.kind})
+    params = redact(flatten(spec.model_dump(mode="json")))
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    for key in ("psnr_before", "psnr_after", "scale", "clips", "videos"):
+        client.log_metric(run.info.run_id, key, float(getattr(result, key)))
+    client.set_tag(run.info.run_id, "videomar.vae_id", result.vae_id)
+    if not storage.is_s3(result.output):
+        client.log_artifacts(run.info.run_id, result.output, artifact_path="vae")
+    client.set_terminated(run.info.run_id)
+
