@@ -23,8 +23,8 @@ MEAN_KEYS = ("psnr", "psnr_copy_last", "ssim", "ssim_copy_last", "vae_psnr", "va
 
 
 def batch_seed(seed: int, keys: list[str]) -> int:
-    """A seed for one batch from the clips it holds, so results do not depend on which worker
-    runs it or in what order batches come."""
+    """A seed for one batch from the clips it holds (``keys``: one string per clip), so results do
+    not depend on which worker runs it or in what order batches come."""
     return (seed * 1_000_003 + zlib.crc32("\n".join(keys).encode())) % (2**63)
 
 
@@ -50,10 +50,11 @@ def clip_losses(model, latents: torch.Tensor, captions: list[str], seed: int) ->
 
 @torch.no_grad()
 def continue_clips(model, vae, latents: torch.Tensor, captions: list[str], scale: float, options: EvalOptions,
-                   seed: int) -> torch.Tensor:
+                   keys: list[str]) -> torch.Tensor:
     """Continue each clip from its first ``options.cond_frames`` latent frames with the KV-cached
-    sampler. latents [B, C, T', H', W'] (scaled) -> decoded pixels [B, 3, T, H, W] in [-1, 1],
-    the condition frames included."""
+    sampler, each with its own random stream seeded from its key (so a clip's continuation does
+    not depend on its batch). latents [B, C, T', H', W'] (scaled) -> decoded pixels
+    [B, 3, T, H, W] in [-1, 1], the condition frames included."""
     from videomar.model.sampler import generate, progressive_temperature
 
     frames = latents.shape[2]
@@ -62,7 +63,7 @@ def continue_clips(model, vae, latents: torch.Tensor, captions: list[str], scale
             f"options.cond_frames={options.cond_frames} must be in [1, {frames - 1}] for clips of {frames} latent frames"
         )
     temperature = progressive_temperature if options.temperature is None else options.temperature
-    gen = torch.Generator(device=latents.device).manual_seed(seed)
+    gen = [torch.Generator(device=latents.device).manual_seed(batch_seed(options.seed, [k])) for k in keys]
     out = generate(model, latents[:, :, : options.cond_frames], model.tokenize(captions),
                    frames=frames - options.cond_frames, steps=options.steps, cfg=options.cfg,
                    temperature=temperature, generator=gen)
