@@ -64,6 +64,11 @@ class Sampler:
         self.call_sizes: Counter = Counter()  # rows per sampler call
         self.generate_batch.set_max_batch_size(max_batch_size)
         self.generate_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        # Serve seals the next batch while the current one runs, so requests arriving during a
+        # sampler call would form a small batch of their own; holding them until the sampler is
+        # free lets them all join the next batch (they would wait for the sampler anyway).
+        self.sampler_free = asyncio.Event()
+        self.sampler_free.set()
 
     def info(self) -> dict:
         return {
@@ -77,14 +82,19 @@ class Sampler:
 
     @serve.batch  # sizes come from the spec, set in __init__
     async def generate_batch(self, jobs: list[Job]) -> list[dict]:
-        self.batch_sizes[len(jobs)] += 1
-        self.call_sizes.update(Counter(job.shape for job in jobs).values())
-        videos = await asyncio.to_thread(self.engine.run, jobs)  # each [T, H, W, 3] uint8
-        # Encoded inside the batch so its requests answer together and their clients' next
-        # requests arrive together, to fill the next batch.
-        return await asyncio.gather(*(asyncio.to_thread(_encoded, v) for v in videos))
+        self.sampler_free.clear()
+        try:
+            self.batch_sizes[len(jobs)] += 1
+            self.call_sizes.update(Counter(job.shape for job in jobs).values())
+            videos = await asyncio.to_thread(self.engine.run, jobs)  # each [T, H, W, 3] uint8
+            # Encoded inside the batch so its requests answer together and their clients' next
+            # requests arrive together, to fill the next batch.
+            return await asyncio.gather(*(asyncio.to_thread(_encoded, v) for v in videos))
+        finally:
+            self.sampler_free.set()
 
     async def generate(self, job: Job) -> dict:
+        await self.sampler_free.wait()
         return await self.generate_batch(job)
 
 
