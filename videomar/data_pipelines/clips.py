@@ -20,6 +20,14 @@ class ClipError(ValueError):
     """A video cannot give the clip asked for (unreadable, or too short)."""
 
 
+class EmptyVideo(ClipError):
+    """The file has zero bytes."""
+
+
+class UndecodableVideo(ClipError):
+    """The file is not a video decord can read: random bytes, another format, or truncated."""
+
+
 class VideoTooShort(ClipError):
     """The video has fewer frames than one clip spans."""
 
@@ -55,8 +63,8 @@ def open_video(source: str | bytes):
     """A decord VideoReader on a local path, an ``s3://`` URI or the bytes of a video file.
 
     decord reports unreadable or truncated files with DECORDError, which is not a RuntimeError;
-    every failure to open comes out as ClipError naming the source (FileNotFoundError when the
-    file does not exist)."""
+    every failure to open comes out as a ClipError naming the source (EmptyVideo, UndecodableVideo)
+    or FileNotFoundError when the file does not exist."""
     import decord
 
     from videomar.data_pipelines import storage
@@ -72,9 +80,9 @@ def open_video(source: str | bytes):
             if not os.path.isfile(where):
                 raise FileNotFoundError(f"{where}: no such file")
             if os.path.getsize(where) == 0:
-                raise ClipError(f"{where}: empty file (0 bytes)")
+                raise EmptyVideo(f"{where}: empty file (0 bytes)")
         if data is not None and not data:
-            raise ClipError(f"{where}: empty file (0 bytes)")
+            raise EmptyVideo(f"{where}: empty file (0 bytes)")
         # One decoding thread: clips are decoded in parallel by Ray tasks, not inside one decoder.
         if data is not None:
             return decord.VideoReader(io.BytesIO(data), num_threads=1)
@@ -82,7 +90,7 @@ def open_video(source: str | bytes):
     except (ClipError, FileNotFoundError):
         raise
     except (decord.DECORDError, RuntimeError, ValueError) as err:
-        raise ClipError(f"{where}: cannot decode as a video ({type(err).__name__}: {first_line(err)})") from None
+        raise UndecodableVideo(f"{where}: cannot decode as a video ({type(err).__name__}: {first_line(err)})") from None
 
 
 def first_line(err: BaseException) -> str:
@@ -116,7 +124,7 @@ def read_frames(reader, start: int, frames: int, stride: int, where: str) -> np.
     try:
         return reader.get_batch(list(range(start, last + 1, stride))).asnumpy()
     except (decord.DECORDError, RuntimeError) as err:
-        raise ClipError(f"{where}: decoding frames {start}..{last} failed ({type(err).__name__}: {first_line(err)})") from None
+        raise UndecodableVideo(f"{where}: decoding frames {start}..{last} failed ({type(err).__name__}: {first_line(err)})") from None
 
 
 def resize_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -1,0 +1,116 @@
+"""The dataset manifest: ``<output>/manifest.json``, written atomically and last by a precompute
+run. It describes the dataset as a whole (VAE, buckets and their latent shapes, counts, per-channel
+latent statistics, error count) and lists each bucket's shards, so readers see exactly the shards
+of a finished run."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from videomar.data_pipelines import storage
+from videomar.data_pipelines.shards import SCHEMA_VERSION, ShardInfo
+
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class BucketManifest:
+    frames: int
+    height: int
+    width: int
+    latent_shape: tuple[int, int, int, int]  # (C, T', H', W')
+    counts: dict[str, int]  # {"train": n, "val": n}
+    shards: list[str] = field(default_factory=list)  # paths relative to the manifest's folder
+
+    @property
+    def key(self) -> str:
+        return f"{self.frames}x{self.height}x{self.width}"
+
+    @property
+    def clips(self) -> int:
+        return int(sum(self.counts.values()))
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    schema_version: int
+    vae_id: str
+    latent_scale: float
+    vae_uri: str | None  # absolute, s3://, or relative to the manifest's folder
+    buckets: list[BucketManifest]
+    channel_mean: list[float]
+    channel_std: list[float]
+    errors: int
+    videos: int = 0
+    text_embeddings: bool = False
+
+    def bucket(self, shape: tuple[int, int, int]) -> BucketManifest | None:
+        frames, height, width = (int(v) for v in shape)
+        for b in self.buckets:
+            if (b.frames, b.height, b.width) == (frames, height, width):
+                return b
+        return None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def manifest_uri(output: str) -> str:
+    return storage.join(output, MANIFEST_FILE)
+
+
+def load_manifest(uri: str) -> DatasetManifest:
+    """Read ``manifest.json`` (a file URI, or a dataset folder holding one)."""
+    uri = str(uri)
+    if not uri.endswith(".json"):
+        uri = manifest_uri(uri)
+    try:
+        data = json.loads(storage.read_bytes(uri))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{uri}: not valid JSON: {err}") from None
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{uri}: schema_version {data.get('schema_version')!r}; this videomar reads {SCHEMA_VERSION}")
+    buckets = [BucketManifest(**{**b, "latent_shape": tuple(b["latent_shape"])}) for b in data.pop("buckets")]
+    return DatasetManifest(buckets=buckets, **data)
+
+
+def bucket_manifest(bucket: tuple[int, int, int], latent_shape: tuple, shards: list[ShardInfo],
+                    output: str) -> BucketManifest:
+    counts = {"train": 0, "val": 0}
+    for s in shards:
+        for split, n in s.counts.items():
+            counts[split] = counts.get(split, 0) + int(n)
+    prefix = output.rstrip("/") + "/"
+    rel = [s.uri[len(prefix):] if s.uri.startswith(prefix) else s.uri for s in shards]
+    if not storage.is_s3(output):
+        rel = [r.replace("\\", "/") for r in rel]
+    frames, height, width = bucket
+    return BucketManifest(frames=frames, height=height, width=width,
+                          latent_shape=tuple(int(v) for v in latent_shape),  # type: ignore[arg-type]
+                          counts=counts, shards=sorted(rel))
+
+
+def channel_stats(shards: list[ShardInfo], channels: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the posterior means over every shard (zeros/ones if none)."""
+    total = [0.0] * channels
+    total_sq = [0.0] * channels
+    n = 0
+    for s in shards:
+        n += s.channel_n
+        for c in range(channels):
+            total[c] += s.channel_sum[c]
+            total_sq[c] += s.channel_sumsq[c]
+    if n == 0:
+        return [0.0] * channels, [1.0] * channels
+    mean = [t / n for t in total]
+    std = [math.sqrt(max(q / n - m * m, 0.0)) for q, m in zip(total_sq, mean)]
+    return mean, std
+
+
+def write_manifest(output: str, manifest: DatasetManifest) -> str:
+    """Write ``<output>/manifest.json`` atomically; returns its URI."""
+    uri = manifest_uri(output)
+    storage.write_bytes_atomic(uri, (json.dumps(manifest.to_json(), indent=2) + "\n").encode())
+    return uri

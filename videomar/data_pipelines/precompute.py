@@ -1,0 +1,180 @@
+"""The precompute run: list videos -> decode clips -> VAE encode (actor pool) -> Parquet shards,
+streamed with Ray Data, then the errors table and the dataset manifest (written last).
+
+Resumable: the content keys already in the output's shards are skipped before decoding pixels, so
+a re-run encodes nothing already written, and a killed run re-run writes each missing clip once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from videomar.data_pipelines import storage
+from videomar.data_pipelines.encode import CLIP, ClipEncoder, load_vae_from
+from videomar.data_pipelines.errors import InputError, write_errors
+from videomar.data_pipelines.manifest import (DatasetManifest, bucket_manifest, channel_stats, manifest_uri,
+                                              write_manifest)
+from videomar.data_pipelines.shards import SCHEMA_VERSION, read_keys, read_shard_info, shard_uris
+from videomar.data_pipelines.sources import absolute, list_sources
+from videomar.data_pipelines.stages import ERROR, SKIP, WRITTEN, ClipParams, decode_source, write_batch
+
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class PrecomputeConfig:
+    source: str  # folder, s3:// prefix, or manifest (CSV/JSONL/Parquet)
+    vae: str  # VAE export directory (local or s3://)
+    output: str  # dataset folder (local or s3://)
+    clips: ClipParams
+    encode_workers: int = 1  # actors in the encoder pool
+    encode_batch: int = 8  # clips per VAE call
+    encode_cpus: float = 1.0  # CPUs reserved per encoder actor
+    encode_gpus: float | None = None  # GPUs per encoder actor; None = 1 when the cluster has GPUs
+    decode_cpus: float = 1.0  # CPUs reserved per decode task
+    shard_clips: int = 256  # clips per shard (at most)
+    max_error_fraction: float = 0.0  # the run fails when more than this fraction of videos fail
+
+    def resolved(self) -> "PrecomputeConfig":
+        """Local paths made absolute on the driver: Ray workers run in other directories."""
+        return replace(self, source=absolute(self.source), vae=absolute(self.vae), output=absolute(self.output))
+
+
+@dataclass
+class Summary:
+    output: str
+    manifest: str
+    videos: int = 0
+    encoded: int = 0  # clips encoded and written by this run
+    skipped: int = 0  # clips already in the dataset
+    clips: int = 0  # clips in the dataset after this run
+    errors: list[InputError] = field(default_factory=list)
+    seconds: float = 0.0
+    max_error_fraction: float = 0.0
+
+    @property
+    def failed_videos(self) -> int:
+        return len({e.path for e in self.errors})
+
+    @property
+    def exit_status(self) -> int:
+        if not self.videos:
+            return 1
+        return 1 if self.failed_videos / self.videos > self.max_error_fraction else 0
+
+    def lines(self) -> list[str]:
+        rate = self.encoded / self.seconds if self.seconds > 0 else 0.0
+        out = [
+            f"precompute: {self.videos} videos, {self.encoded} clips encoded, {self.skipped} already present, "
+            f"{self.clips} clips in the dataset",
+            f"precompute: {len(self.errors)} errors in {self.failed_videos} videos; {rate:.1f} clips/s over "
+            f"{self.seconds:.1f} s",
+            f"precompute: manifest {self.manifest}",
+        ]
+        for e in self.errors[:20]:
+            out.append(f"  error: {e.path} [{e.stage}] {e.error_class}: {e.message}")
+        if self.exit_status:
+            out.append(f"precompute: FAILED: {self.failed_videos}/{self.videos} videos failed, more than "
+                       f"max_error_fraction={self.max_error_fraction}")
+        return out
+
+
+def run_precompute(config: PrecomputeConfig, log: Callable[[str], None] = print) -> Summary:
+    """Run the pipeline on the connected Ray cluster; returns the summary (also logged)."""
+    cfg = config.resolved()
+    started = time.monotonic()
+    vae = load_vae_from(cfg.vae)
+    shapes = {b: vae.latent_shape(*b) for b in cfg.clips.buckets}  # (F, H, W) -> (C, T', H', W')
+    params = replace(cfg.clips, vae_id=vae.vae_id)
+    sources = list_sources(cfg.source)
+    done = read_keys([u for b in params.buckets for u in shard_uris(cfg.output, b)])
+    log(f"precompute: {len(sources)} videos from {cfg.source}; {len(done)} clips already in {cfg.output}")
+    summary = Summary(output=cfg.output, manifest=manifest_uri(cfg.output), videos=len(sources),
+                      max_error_fraction=cfg.max_error_fraction)
+    last_progress = started
+    for row in pipeline(cfg, params, shapes, sources, done).iter_rows():
+        count_row(summary, row)
+        if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+            last_progress = time.monotonic()
+            log(progress_line(summary, started))
+    summary.seconds = time.monotonic() - started
+    write_errors(cfg.output, summary.errors)
+    summary.clips = finalize(cfg, params, shapes, vae, len(sources), len(summary.errors))
+    for line in summary.lines():
+        log(line)
+    return summary
+
+
+def pipeline(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, sources: list, done: set):
+    """The Ray Dataset of result rows (one per clip or error; latents already written)."""
+    import ray.data
+
+    items = [s.row() for s in sources]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    ds = ds.flat_map(decode_source, fn_kwargs={"params": params, "done": frozenset(done)}, num_cpus=cfg.decode_cpus)
+    ds = ds.map_batches(
+        ClipEncoder, fn_constructor_kwargs={"vae_uri": cfg.vae}, batch_size=cfg.encode_batch,
+        compute=ray.data.ActorPoolStrategy(size=cfg.encode_workers), num_cpus=cfg.encode_cpus,
+        num_gpus=encoder_gpus(cfg) or None,
+    )
+    return ds.map_batches(write_batch, batch_size=cfg.shard_clips, num_cpus=cfg.decode_cpus,
+                          fn_kwargs={"output": cfg.output, "vae_id": params.vae_id, "latent_shapes": shapes})
+
+
+def encoder_gpus(cfg: PrecomputeConfig) -> float:
+    if cfg.encode_gpus is not None:
+        return cfg.encode_gpus
+    import ray
+
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
+def count_row(summary: Summary, row: dict) -> None:
+    status = row["status"]
+    if status == WRITTEN:
+        summary.encoded += 1
+    elif status == SKIP:
+        summary.skipped += 1
+    elif status == ERROR:
+        summary.errors.append(InputError(path=row["source"], stage=row["error_stage"],
+                                         error_class=row["error_class"], message=row["error_message"]))
+    elif status == CLIP:  # pragma: no cover - the writer marks every clip
+        raise RuntimeError(f"{row['source']}: clip {row['clip_index']} reached the end unwritten")
+
+
+def progress_line(summary: Summary, started: float) -> str:
+    rate = summary.encoded / max(time.monotonic() - started, 1e-9)
+    return (f"precompute: {summary.encoded} clips encoded, {summary.skipped} skipped, {len(summary.errors)} "
+            f"errors ({rate:.1f} clips/s)")
+
+
+def finalize(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, vae, videos: int, errors: int) -> int:
+    """Write the manifest from the shards now in the output (their footers only); returns the clip count."""
+    buckets, infos = [], []
+    for bucket in params.buckets:
+        shard_infos = [read_shard_info(u) for u in shard_uris(cfg.output, bucket)]
+        for s in shard_infos:
+            if s.vae_id != params.vae_id or tuple(s.latent_shape) != tuple(shapes[bucket]):
+                raise ValueError(
+                    f"{s.uri}: written with VAE {s.vae_id} and latent shape {list(s.latent_shape)}, but this run "
+                    f"uses VAE {params.vae_id} with shape {list(shapes[bucket])}; use a new output folder"
+                )
+        buckets.append(bucket_manifest(bucket, shapes[bucket], shard_infos, cfg.output))
+        infos.extend(shard_infos)
+    mean, std = channel_stats(infos, vae.latent_channels)
+    write_manifest(cfg.output, DatasetManifest(
+        schema_version=SCHEMA_VERSION, vae_id=params.vae_id, latent_scale=float(vae.scale),
+        vae_uri=vae_location(cfg.vae, cfg.output), buckets=buckets, channel_mean=mean, channel_std=std,
+        errors=errors, videos=videos,
+    ))
+    return sum(b.clips for b in buckets)
+
+
+def vae_location(vae: str, output: str) -> str:
+    """The VAE as the manifest names it: relative to the dataset folder when both are local."""
+    if storage.is_s3(vae) or storage.is_s3(output):
+        return vae
+    return os.path.relpath(vae, output)

@@ -1,0 +1,76 @@
+"""The ``precompute`` job spec: videos -> VAE latent shards (Parquet) for training, with Ray Data.
+
+Local paths are relative to the current directory of the process that runs the spec; they are
+made absolute there before any Ray task starts.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from videomar.platform.specs.base import BucketSection, JobSpec, Section
+
+
+class ClipsSection(Section):
+    """How clips are cut from each video."""
+
+    stride: int = Field(default=1, ge=1, description="take every stride-th source frame")
+    fps: float | None = Field(default=None, gt=0, description="target frame rate; sets the stride per video "
+                                                                "(overrides stride)")
+    max_per_video: int | None = Field(default=None, ge=1, description="clips per video and bucket (None = all)")
+
+
+class EncodeSection(Section):
+    """The VAE encoder actor pool."""
+
+    workers: int = Field(default=1, ge=1, description="encoder actors")
+    batch_size: int = Field(default=8, ge=1, description="clips per VAE call")
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    gpus_per_worker: float | None = Field(default=None, ge=0, description="None = 1 when the cluster has GPUs")
+    decode_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved per decode or write task")
+
+
+class PrecomputeSpec(JobSpec):
+    kind: str = "precompute"
+    source: str = Field(description="a folder, an s3:// prefix, or a CSV/JSONL/Parquet manifest (path, caption, "
+                                    "optional start/end)")
+    vae: str = Field(description="the VAE export directory (local or s3://)")
+    output: str = Field(description="the dataset folder (local or s3://); manifest.json is written there last")
+    buckets: list[BucketSection] = Field(min_length=1, description="(frames, height, width) buckets to produce")
+    clips: ClipsSection = ClipsSection()
+    encode: EncodeSection = EncodeSection()
+    val_fraction: float = Field(default=0.1, ge=0, lt=1, description="fraction of source videos held out as 'val'")
+    shard_clips: int = Field(default=256, ge=1, description="clips per shard (at most)")
+    max_error_fraction: float = Field(default=0.0, ge=0, le=1,
+                                      description="exit non-zero when more than this fraction of videos fail")
+
+    @model_validator(mode="after")
+    def _distinct_buckets(self) -> "PrecomputeSpec":
+        keys = [b.key for b in self.buckets]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"buckets: listed twice: {sorted({k for k in keys if keys.count(k) > 1})}")
+        return self
+
+    def config(self):
+        """The pipeline configuration (paths made absolute against the current directory)."""
+        from videomar.data_pipelines.precompute import PrecomputeConfig
+        from videomar.data_pipelines.stages import ClipParams
+
+        clips = ClipParams(
+            buckets=tuple((b.frames, b.height, b.width) for b in self.buckets), stride=self.clips.stride,
+            target_fps=self.clips.fps, max_clips=self.clips.max_per_video, val_fraction=self.val_fraction,
+        )
+        return PrecomputeConfig(
+            source=self.source, vae=self.vae, output=self.output, clips=clips, encode_workers=self.encode.workers,
+            encode_batch=self.encode.batch_size, encode_cpus=self.encode.cpus_per_worker,
+            encode_gpus=self.encode.gpus_per_worker, decode_cpus=self.encode.decode_cpus,
+            shard_clips=self.shard_clips, max_error_fraction=self.max_error_fraction,
+        ).resolved()
+
+    def run(self) -> int:
+        from videomar.data_pipelines.precompute import run_precompute
+        from videomar.platform.ray_env import ensure_ray
+
+        config = self.config()
+        ensure_ray()
+        return run_precompute(config).exit_status
