@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class VAEResult:
     clips: int
     videos: int
     skipped: list[str]
+    vae: CausalVideoVAE = field(repr=False)  # the trained VAE, as exported
 
 
 def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
@@ -82,7 +83,7 @@ def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
     vae.with_scale(latent_scale(vae, clips.pixels))
     write_export(vae, output)
     result = VAEResult(output=output, psnr_before=before, psnr_after=after, scale=vae.scale, vae_id=vae.vae_id,
-                       clips=len(clips.pixels), videos=clips.videos, skipped=clips.skipped)
+                       clips=len(clips.pixels), videos=clips.videos, skipped=clips.skipped, vae=vae)
     out(f"train-vae: reconstruction PSNR after {spec.train.steps} steps {after:.2f} dB "
         f"(before {before:.2f} dB); latent scale {result.scale:.4f}; exported VAE {result.vae_id} to {output}")
     if spec.mlflow is not None:
