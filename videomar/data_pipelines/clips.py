@@ -36,8 +36,6 @@ class VideoTooShort(ClipError):
 class VideoInfo:
     frames: int
     fps: float
-    height: int
-    width: int
 
 
 def clip_span(frames: int, stride: int) -> int:
@@ -99,8 +97,7 @@ def first_line(err: BaseException) -> str:
 
 
 def video_info(reader) -> VideoInfo:
-    height, width = reader[0].shape[:2] if len(reader) else (0, 0)
-    return VideoInfo(frames=len(reader), fps=float(reader.get_avg_fps() or 0.0), height=height, width=width)
+    return VideoInfo(frames=len(reader), fps=float(reader.get_avg_fps() or 0.0))
 
 
 def stride_for_fps(video_fps: float, target_fps: float | None, stride: int = 1) -> int:

@@ -45,9 +45,10 @@ def content_key(identity: str, source: str, bucket: tuple[int, int, int], start:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def split_of(source: str, val_fraction: float) -> str:
-    """``val`` for a deterministic ``val_fraction`` of source videos (by a hash of the location)."""
-    digest = int(hashlib.sha256(source.encode()).hexdigest()[:8], 16)
+def split_of(name: str, val_fraction: float) -> str:
+    """``val`` for a deterministic ``val_fraction`` of source videos, by a hash of the video's name
+    relative to its source (so moving the source folder keeps the split)."""
+    digest = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
     return "val" if digest / 0x1_0000_0000 < val_fraction else "train"
 
 

@@ -26,6 +26,7 @@ class VideoSource:
     uri: str  # absolute local path or s3:// URI
     caption: str
     identity: str  # "size:mtime"; "missing" when the file does not exist
+    name: str  # the path as listed (relative to the folder or manifest): decides the train/val split
     start: int = 0  # first usable frame
     end: int | None = None  # one past the last usable frame (None = to the end)
 
@@ -58,7 +59,7 @@ def list_sources(source: str) -> list[VideoSource]:
             continue
         caption_rel = rel.rsplit(".", 1)[0] + CAPTION_SUFFIX
         caption = storage.read_bytes(storage.join(source, caption_rel)).decode().strip() if caption_rel in names else ""
-        out.append(VideoSource(uri=storage.join(source, rel), caption=caption, identity=f"{size}:{mtime}"))
+        out.append(VideoSource(uri=storage.join(source, rel), caption=caption, identity=f"{size}:{mtime}", name=rel))
     return out
 
 
@@ -73,7 +74,7 @@ def manifest_sources(uri: str) -> list[VideoSource]:
             raise ValueError(f"{uri}: row {number} has no 'path'")
         location = path if storage.is_s3(path) or os.path.isabs(path) else storage.join(base, path)
         out.append(VideoSource(
-            uri=location, caption=str(row.get("caption") or ""), identity=identity(location),
+            uri=location, caption=str(row.get("caption") or ""), identity=identity(location), name=path,
             start=int(row.get("start") or 0), end=None if row.get("end") in (None, "") else int(row["end"]),
         ))
     return sorted(out, key=lambda s: s.uri)

@@ -48,7 +48,7 @@ def error_row(source: dict, split: str, err: BaseException, stage: str = "decode
 def decode_source(source: dict, params: ClipParams, done: frozenset[str] = frozenset()) -> Iterator[dict]:
     """The clip rows of one source video for every bucket: decoded clips, or ``skip`` rows for
     clips whose content key is in ``done``, or one ``error`` row naming why the video failed."""
-    split = split_of(source["uri"], params.val_fraction)
+    split = split_of(source["name"], params.val_fraction)
     try:
         reader = clip_ops.open_video(source["uri"])
         info = clip_ops.video_info(reader)

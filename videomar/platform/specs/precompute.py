@@ -32,7 +32,7 @@ class EncodeSection(Section):
 
 class PrecomputeSpec(JobSpec):
     kind: str = "precompute"
-    source: str = Field(description="a folder, an s3:// prefix, or a CSV/JSONL/Parquet manifest (path, caption, "
+    videos: str = Field(description="a folder, an s3:// prefix, or a CSV/JSONL/Parquet manifest (path, caption, "
                                     "optional start/end)")
     vae: str = Field(description="the VAE export directory (local or s3://)")
     output: str = Field(description="the dataset folder (local or s3://); manifest.json is written there last")
@@ -61,7 +61,7 @@ class PrecomputeSpec(JobSpec):
             target_fps=self.clips.fps, max_clips=self.clips.max_per_video, val_fraction=self.val_fraction,
         )
         return PrecomputeConfig(
-            source=self.source, vae=self.vae, output=self.output, clips=clips, encode_workers=self.encode.workers,
+            source=self.videos, vae=self.vae, output=self.output, clips=clips, encode_workers=self.encode.workers,
             encode_batch=self.encode.batch_size, encode_cpus=self.encode.cpus_per_worker,
             encode_gpus=self.encode.gpus_per_worker, decode_cpus=self.encode.decode_cpus,
             shard_clips=self.shard_clips, max_error_fraction=self.max_error_fraction,

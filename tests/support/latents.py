@@ -1,0 +1,65 @@
+"""A small real latent dataset for tests: sample videos of moving digits, encoded by the
+precompute job (jobs/quickstart/precompute.yaml: Ray Data decode -> VAE actor pool -> Parquet
+shards + manifest) with the quickstart's VAE architecture (jobs/quickstart/vae.yaml: 16 latent
+channels, temporal compression 4, spatial 8), in the quickstart stages' buckets 5x32x32 and 9x32x32.
+
+The VAE is exported untrained: training it is the train-vae job's test, and these tests need
+real shards of the quickstart's shapes, not good latents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+VIDEOS = 6  # by the split hash of their names: 4 train and 2 val videos at val_fraction 0.2
+FRAMES = 24  # per video: 4 clips of 5 frames and 2 clips of 9 frames
+SIZE = 64  # the quickstart sample size: clips are resized to 32x32
+
+
+@dataclass(frozen=True)
+class Latents:
+    manifest: str  # URI of manifest.json
+    vae: str  # the VAE export the shards were encoded with
+    videos: str  # the sample videos' manifest.jsonl
+    output: str  # the dataset folder (local or s3://)
+
+
+def quickstart_vae(directory: Path, seed: int = 0) -> str:
+    """Export an untrained VAE of the quickstart's architecture to ``directory``."""
+    import torch
+
+    from videomar.model.vae import CausalVideoVAE, VAEConfig
+
+    fields = yaml.safe_load((ROOT / "jobs/quickstart/vae.yaml").read_text())["vae"]
+    torch.manual_seed(seed)
+    CausalVideoVAE(VAEConfig(**fields)).export(str(directory))
+    return str(directory)
+
+
+def precompute_spec(sources: str, vae: str, output: str, **changes):
+    """The quickstart precompute spec with test paths (and any other field changed)."""
+    from videomar.platform.specs import parse_spec
+
+    data = yaml.safe_load((ROOT / "jobs/quickstart/precompute.yaml").read_text())
+    data.update(videos=sources, vae=vae, output=output, **changes)
+    return parse_spec(data, "jobs/quickstart/precompute.yaml (test paths)")
+
+
+def build_latents(root: Path | str, output: str | None = None, videos: int = VIDEOS) -> Latents:
+    """Run the quickstart precompute spec on sample videos under ``root`` into ``output``
+    (default ``root/latents``; may be s3://). Connects to a local Ray if none is connected."""
+    from videomar.data_pipelines.manifest import manifest_uri
+    from videomar.data_pipelines.sample_data import write_sample_videos
+
+    root = Path(root)
+    sources = write_sample_videos(root / "sample", videos, seed=0, frames=FRAMES, size=SIZE)
+    vae = quickstart_vae(root / "vae")
+    output = output or str(root / "latents")
+    status = precompute_spec(str(sources), vae, output).run()
+    if status != 0:
+        raise RuntimeError(f"precompute exited with status {status}")
+    return Latents(manifest=manifest_uri(output), vae=vae, videos=str(sources), output=output)
