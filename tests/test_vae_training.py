@@ -1,6 +1,6 @@
 """The train-vae job on real sample videos with Ray Train (2 DDP workers over gloo): it lowers the
-reconstruction error, its export restores the trained encoder exactly, it writes to a real S3
-server, and bad specs or sources fail naming the field or file."""
+reconstruction error, it exports to a real S3 server and the export restores the trained encoder
+exactly, and bad specs or sources fail naming the field or file."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from videomar.data_pipelines.sample_data import write_sample_videos
 from videomar.errors import ConfigError
 from videomar.model.vae import load_vae
 from videomar.platform.specs import SpecError, load_spec, parse_spec
-from videomar.platform.vae_training import load_clips, reconstruction_psnr, run_train_vae
+from videomar.platform.vae_training import load_clips, reconstruction_psnr, run_train_vae, write_export
 
 QUICKSTART_SPEC = Path(__file__).resolve().parents[1] / "jobs" / "quickstart" / "vae.yaml"
 TINY_VAE = {"latent_channels": 8, "temporal_compression": 4, "spatial_compression": 8,
             "base_channels": 8, "max_channels": 16}
 
 
-def spec_dict(source: str, output: str, steps: int = 80, **data) -> dict:
+def spec_dict(source: str, output: str, steps: int = 50, **data) -> dict:
     return {
         "kind": "train-vae", "name": "test-vae",
         "data": {"source": source, "frames": 5, "height": 32, "width": 32, "clips_per_video": 2, **data},
@@ -42,26 +42,31 @@ def sample(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(sample, tmp_path_factory, ray_local):
-    """One real job run: its result and the clips it trained on."""
-    spec = parse_spec(spec_dict(str(sample / "manifest.jsonl"), str(tmp_path_factory.mktemp("run") / "vae")))
-    return run_train_vae(spec), load_clips(spec).pixels
+def trained(sample, s3_server, ray_local, tmp_path_factory):  # noqa: F811
+    """One real job run (2 DDP workers) exporting to the S3 server: its result, the clips it
+    trained on, and a local copy of the export read back from S3."""
+    output = s3_server.uri("vaes", "v1")
+    spec = parse_spec(spec_dict(str(sample / "manifest.jsonl"), output))
+    result = run_train_vae(spec)
+    local = tmp_path_factory.mktemp("export") / "vae"
+    storage.download_dir(output, str(local))
+    return result, load_clips(spec).pixels, local
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(150)
 def test_training_lowers_reconstruction_error(trained):
-    result, pixels = trained
+    result, pixels, export = trained
     assert result.clips == len(pixels) == 8 and result.videos == 4 and not result.skipped
     assert result.psnr_after > result.psnr_before + 3.0, (result.psnr_before, result.psnr_after)
     # The reported figure is the exported model's, measured on the same clips.
-    assert reconstruction_psnr(load_vae(result.output), pixels) == pytest.approx(result.psnr_after, abs=1e-3)
+    assert reconstruction_psnr(load_vae(export), pixels) == pytest.approx(result.psnr_after, abs=1e-3)
 
 
-@pytest.mark.timeout(120)
-def test_export_round_trip_gives_the_trained_latents(trained):
-    result, pixels = trained
-    assert sorted(p.name for p in Path(result.output).iterdir()) == ["config.json", "model.safetensors"]
-    loaded = load_vae(result.output)
+def test_export_to_s3_round_trip_gives_the_trained_latents(trained, s3_server):  # noqa: F811
+    result, pixels, export = trained
+    assert result.output == s3_server.uri("vaes", "v1")
+    assert [u.rsplit("/", 1)[-1] for u in storage.list_dir(result.output)] == ["config.json", "model.safetensors"]
+    loaded = load_vae(export)
     with torch.no_grad():
         mean, logvar = result.vae.eval().encode(pixels)
         mean2, logvar2 = loaded.encode(pixels)
@@ -71,16 +76,25 @@ def test_export_round_trip_gives_the_trained_latents(trained):
     assert (mean * loaded.scale).std().item() == pytest.approx(1.0, rel=1e-3)
 
 
-@pytest.mark.timeout(120)
-def test_job_reads_from_and_exports_to_s3(sample, s3_server, ray_local, tmp_path):  # noqa: F811
+def test_local_export_replaces_an_old_one_whole(trained, tmp_path):
+    result, pixels, _ = trained
+    target = tmp_path / "out" / "vae"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    (target / "stale.txt").write_text("from an older export")
+    write_export(result.vae, str(target))
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["vae"], "no staging folders left behind"
+    assert load_vae(target).vae_id == result.vae_id
+
+
+def test_sources_on_s3_are_read(sample, s3_server):  # noqa: F811
     storage.upload_dir(str(sample), s3_server.uri("sample"))
-    output = s3_server.uri("vaes", "v1")
-    spec = parse_spec(spec_dict(s3_server.uri("sample", "manifest.jsonl"), output, steps=2))
-    result = run_train_vae(spec)
-    assert result.clips == 8 and result.output == output
-    assert [u.rsplit("/", 1)[-1] for u in storage.list_dir(output)] == ["config.json", "model.safetensors"]
-    storage.download_dir(output, str(tmp_path / "vae"))
-    assert load_vae(tmp_path / "vae").vae_id == result.vae_id
+    remote = load_clips(parse_spec(spec_dict(s3_server.uri("sample", "manifest.jsonl"), "vae")))
+    local = load_clips(parse_spec(spec_dict(str(sample / "manifest.jsonl"), "vae")))
+    assert torch.equal(remote.pixels, local.pixels)
+    folder = load_clips(parse_spec(spec_dict(s3_server.uri("sample", "videos"), "vae")))
+    assert folder.videos == 4 and len(folder.pixels) == 8
 
 
 @pytest.mark.parametrize("patch,field", [

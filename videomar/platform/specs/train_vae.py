@@ -19,11 +19,13 @@ class VAEDataSection(Section):
 
     source: str = Field(description="a manifest (.jsonl with path and caption per line, paths relative to it) "
                                     "or a folder of videos; local path or s3://")
-    frames: int = Field(default=9, ge=1, description="pixel frames per clip: 1 + a multiple of the temporal compression")
+    frames: int = Field(default=9, ge=1,
+                        description="pixel frames per clip: 1 + a multiple of the temporal compression")
     height: int = Field(default=32, ge=8, description="clip height in pixels: a multiple of the spatial compression")
     width: int = Field(default=32, ge=8, description="clip width in pixels: a multiple of the spatial compression")
     stride: int = Field(default=1, ge=1, description="source frames between clip frames")
-    clips_per_video: int = Field(default=2, ge=1, description="non-overlapping clips taken from the start of each video")
+    clips_per_video: int = Field(default=2, ge=1,
+                                 description="non-overlapping clips taken from the start of each video")
     max_videos: int | None = Field(default=None, ge=1, description="use only the first N videos (None: all)")
 
 
