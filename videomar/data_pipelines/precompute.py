@@ -22,6 +22,9 @@ from videomar.data_pipelines.sources import absolute, list_sources
 from videomar.data_pipelines.stages import ERROR, SKIP, WRITTEN, ClipParams, decode_source, write_batch
 
 PROGRESS_EVERY_S = 5.0
+# The settings S3 access reads (storage.s3_filesystem); Ray workers get them when a location is in S3.
+S3_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+          "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 @dataclass(frozen=True)
@@ -113,15 +116,26 @@ def pipeline(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, sources: l
     import ray.data
 
     items = [s.row() for s in sources]
+    remote = worker_env(cfg)
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    ds = ds.flat_map(decode_source, fn_kwargs={"params": params, "done": frozenset(done)}, num_cpus=cfg.decode_cpus)
+    ds = ds.flat_map(decode_source, fn_kwargs={"params": params, "done": frozenset(done)}, num_cpus=cfg.decode_cpus,
+                     **remote)
     ds = ds.map_batches(
         ClipEncoder, fn_constructor_kwargs={"vae_uri": cfg.vae}, batch_size=cfg.encode_batch,
         compute=ray.data.ActorPoolStrategy(size=cfg.encode_workers), num_cpus=cfg.encode_cpus,
-        num_gpus=encoder_gpus(cfg) or None,
+        num_gpus=encoder_gpus(cfg) or None, **remote,
     )
-    return ds.map_batches(write_batch, batch_size=cfg.shard_clips, num_cpus=cfg.decode_cpus,
+    return ds.map_batches(write_batch, batch_size=cfg.shard_clips, num_cpus=cfg.decode_cpus, **remote,
                           fn_kwargs={"output": cfg.output, "vae_id": params.vae_id, "latent_shapes": shapes})
+
+
+def worker_env(cfg: PrecomputeConfig) -> dict:
+    """Ray remote args giving workers this process's S3 settings when any location is in S3
+    (workers may have been started before they were set)."""
+    if not any(storage.is_s3(u) for u in (cfg.source, cfg.vae, cfg.output)):
+        return {}
+    env = {k: os.environ[k] for k in S3_ENV if k in os.environ}
+    return {"runtime_env": {"env_vars": env}} if env else {}
 
 
 def encoder_gpus(cfg: PrecomputeConfig) -> float:
