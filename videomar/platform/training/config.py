@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from videomar.data_pipelines import storage
+from videomar.data_pipelines.manifest import BucketManifest, DatasetManifest, load_manifest
 from videomar.errors import ConfigError
 from videomar.platform.specs.base import SpecError
 from videomar.platform.specs.train import TrainSpec
@@ -86,15 +87,13 @@ def preflight(spec: TrainSpec) -> DatasetInfo:
 
 
 def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
-    from videomar.data_pipelines.manifest import load_manifest
-
     if not storage.exists(manifest_uri):
         raise ConfigError(f"data.manifest: {manifest_uri} does not exist; run the precompute job first")
     manifest = load_manifest(manifest_uri)
     b = spec.data.bucket
-    bucket = manifest.bucket((b.frames, b.height, b.width)) if _has_bucket(manifest, b) else None
+    bucket = manifest.bucket((b.frames, b.height, b.width))
     if bucket is None:
-        have = ", ".join(f"{x.frames}x{x.height}x{x.width}" for x in manifest.buckets) or "none"
+        have = ", ".join(x.key for x in manifest.buckets) or "none"
         raise ConfigError(
             f"data.bucket: {b.key} (frames x height x width) is not in {manifest_uri}; "
             f"its buckets are: {have}"
@@ -124,22 +123,17 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
     )
 
 
-def _has_bucket(manifest: Any, b) -> bool:
-    return any((x.frames, x.height, x.width) == (b.frames, b.height, b.width) for x in manifest.buckets)
+def bucket_clips(bucket: BucketManifest, split: str) -> int:
+    return bucket.clips if split == "all" else int(bucket.counts.get(split, 0))
 
 
-def bucket_clips(bucket: Any, split: str) -> int:
-    counts = getattr(bucket, "counts", None) or {}
-    if split == "all":
-        return int(sum(counts.values())) if counts else int(getattr(bucket, "clips", 0))
-    return int(counts.get(split, 0))
-
-
-def manifest_vae_uri(manifest: Any, manifest_uri: str) -> str | None:
-    uri = getattr(manifest, "vae_uri", None) or getattr(manifest, "vae", None)
-    if isinstance(uri, str) and uri:
-        return uri if storage.is_s3(uri) or os.path.isabs(uri) else storage.join(os.path.dirname(manifest_uri), uri)
-    return None
+def manifest_vae_uri(manifest: DatasetManifest, manifest_uri: str) -> str | None:
+    """The manifest's VAE location, absolute (it may be relative to the manifest's folder)."""
+    uri = manifest.vae_uri
+    if not uri or storage.is_s3(uri) or os.path.isabs(uri):
+        return uri or None
+    base = manifest_uri.rsplit("/", 1)[0] if storage.is_s3(manifest_uri) else os.path.dirname(manifest_uri)
+    return storage.join(base, *uri.split("/"))
 
 
 def check_init_from(uri: str, spec: TrainSpec, info: DatasetInfo) -> None:
