@@ -46,16 +46,18 @@ def trained(sample, s3_server, ray_local, tmp_path_factory):  # noqa: F811
     """One real job run (2 DDP workers) exporting to the S3 server: its result, the clips it
     trained on, and a local copy of the export read back from S3."""
     output = s3_server.uri("vaes", "v1")
-    spec = parse_spec(spec_dict(str(sample / "manifest.jsonl"), output))
+    data = spec_dict(str(sample / "manifest.jsonl"), output)
+    tracking = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    spec = parse_spec({**data, "mlflow": {"tracking_uri": tracking, "experiment": "vae-test"}})
     result = run_train_vae(spec)
     local = tmp_path_factory.mktemp("export") / "vae"
     storage.download_dir(output, str(local))
-    return result, load_clips(spec).pixels, local
+    return result, load_clips(spec).pixels, local, tracking
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 def test_training_lowers_reconstruction_error(trained):
-    result, pixels, export = trained
+    result, pixels, export, _ = trained
     assert result.clips == len(pixels) == 8 and result.videos == 4 and not result.skipped
     assert result.psnr_after > result.psnr_before + 3.0, (result.psnr_before, result.psnr_after)
     # The reported figure is the exported model's, measured on the same clips.
@@ -63,7 +65,7 @@ def test_training_lowers_reconstruction_error(trained):
 
 
 def test_export_to_s3_round_trip_gives_the_trained_latents(trained, s3_server):  # noqa: F811
-    result, pixels, export = trained
+    result, pixels, export, _ = trained
     assert result.output == s3_server.uri("vaes", "v1")
     assert [u.rsplit("/", 1)[-1] for u in storage.list_dir(result.output)] == ["config.json", "model.safetensors"]
     loaded = load_vae(export)
@@ -76,8 +78,20 @@ def test_export_to_s3_round_trip_gives_the_trained_latents(trained, s3_server): 
     assert (mean * loaded.scale).std().item() == pytest.approx(1.0, rel=1e-3)
 
 
+def test_psnr_and_spec_are_logged_to_mlflow(trained):
+    import mlflow
+
+    result, _, _, tracking = trained
+    client = mlflow.MlflowClient(tracking_uri=tracking)
+    (run,) = client.search_runs([client.get_experiment_by_name("vae-test").experiment_id])
+    assert run.data.metrics["psnr_after"] == pytest.approx(result.psnr_after)
+    assert run.data.metrics["psnr_before"] == pytest.approx(result.psnr_before)
+    assert run.data.params["train.steps"] == "50" and run.data.params["output"] == result.output
+    assert run.data.tags["videomar.vae_id"] == result.vae_id and run.info.status == "FINISHED"
+
+
 def test_local_export_replaces_an_old_one_whole(trained, tmp_path):
-    result, pixels, _ = trained
+    result, pixels, _, _ = trained
     target = tmp_path / "out" / "vae"
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")
@@ -102,6 +116,7 @@ def test_sources_on_s3_are_read(sample, s3_server):  # noqa: F811
     ({"data": {"height": 36}}, "data.height"),
     ({"vae": {"temporal_compression": 3}}, "vae.temporal_compression"),
     ({"vae": {"latent_chanels": 4}}, "vae.latent_chanels"),
+    ({"vae": {"scale": 0.5}}, "vae.scale"),
     ({"train": {"steps": 0}}, "train.steps"),
     ({"train": {"stepz": 5}}, "train.stepz"),
     ({"scaling": {"workers": 0}}, "scaling.workers"),
@@ -119,7 +134,7 @@ def test_bad_sources_name_the_file(tmp_path, sample):
     missing = parse_spec(spec_dict(str(tmp_path / "nothing.jsonl"), "vae"))
     with pytest.raises(ConfigError, match="data.source=.*nothing.jsonl"):
         load_clips(missing)
-    with pytest.raises(ConfigError, match="no videos"):
+    with pytest.raises(ConfigError, match="has no files"):
         load_clips(parse_spec(spec_dict(str(tmp_path), "vae")))
     # A folder source: an unreadable file is skipped with its reason, the good videos are used.
     folder = tmp_path / "videos"

@@ -12,7 +12,6 @@ written into the export's config, so it travels with the VAE into every latent d
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -33,7 +32,6 @@ from videomar.model.vae.base import CONFIG_FILE, WEIGHTS_FILE
 from videomar.platform.specs.train_vae import TrainVAESpec
 from videomar.platform.training.config import absolute
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 # Pixels are in [-1, 1]: the peak-to-peak range in PSNR = 10 log10(range^2 / MSE).
 PIXEL_RANGE = 2.0
 # Distinct random streams per (seed, rank).
@@ -94,37 +92,18 @@ def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
 # ----------------------------------------------------------------------------------------- data
 
 
-def list_videos(source: str) -> list[str]:
-    """Video URIs from a manifest (.jsonl: one JSON object with ``path`` per line, relative paths
-    resolved against the manifest's folder) or from a folder (recursively, by suffix)."""
-    source = absolute(source)
-    if source.endswith(".jsonl"):
-        return _manifest_videos(source)
-    files = [rel for rel, _, _ in storage.list_files(source) if rel.lower().endswith(VIDEO_SUFFIXES)]
-    if not files:
-        raise ConfigError(f"data.source={source}: no videos ({', '.join(VIDEO_SUFFIXES)}) found there")
-    return [storage.join(source, *rel.split("/")) for rel in files]
+def list_videos(source: str) -> list:
+    """The VideoSources named by ``data.source`` (folder, s3:// prefix or CSV/JSONL/Parquet
+    manifest, as the precompute reads them); ConfigError names the source when it cannot."""
+    from videomar.data_pipelines.sources import list_sources
 
-
-def _manifest_videos(manifest: str) -> list[str]:
     try:
-        text = storage.read_bytes(manifest).decode()
-    except (FileNotFoundError, OSError) as err:
-        raise ConfigError(f"data.source={manifest}: cannot read the manifest ({err})") from None
-    base = manifest.rsplit("/", 1)[0] if storage.is_s3(manifest) else str(Path(manifest).parent)
-    paths = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            path = json.loads(line)["path"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise ConfigError(f"data.source={manifest}, line {number}: expected a JSON object with a 'path'") from None
-        is_absolute = storage.is_s3(path) or os.path.isabs(path)
-        paths.append(path if is_absolute else storage.join(base, *path.split("/")))
-    if not paths:
-        raise ConfigError(f"data.source={manifest}: the manifest lists no videos")
-    return paths
+        videos = list_sources(source)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"data.source={absolute(source)}: {err}") from None
+    if not videos:
+        raise ConfigError(f"data.source={absolute(source)}: lists no videos")
+    return videos
 
 
 def load_clips(spec: TrainVAESpec) -> ClipSet:
@@ -135,14 +114,14 @@ def load_clips(spec: TrainVAESpec) -> ClipSet:
     d = spec.data
     videos = list_videos(d.source)[: d.max_videos]
     clips, skipped, used = [], [], 0
-    for path in videos:
+    for video in videos:
         try:
-            got = video_clips(path, spec)
+            got = video_clips(video, spec)
         except ClipError as err:
             skipped.append(str(err))
             continue
         if not got:
-            skipped.append(f"{path}: shorter than one clip of {d.frames} frames with stride {d.stride}")
+            skipped.append(f"{video.uri}: shorter than one clip of {d.frames} frames with stride {d.stride}")
             continue
         clips += got
         used += 1
@@ -151,14 +130,15 @@ def load_clips(spec: TrainVAESpec) -> ClipSet:
     return ClipSet(pixels=torch.from_numpy(np.stack(clips)), videos=used, skipped=skipped)
 
 
-def video_clips(path: str, spec: TrainVAESpec) -> list:
-    """float32 [3, T, H, W] clips of one video (model layout, [-1, 1])."""
+def video_clips(video, spec: TrainVAESpec) -> list[np.ndarray]:
+    """float32 [3, T, H, W] clips (model layout, [-1, 1]) of one VideoSource, within its bounds."""
     from videomar.data_pipelines.clips import clip_starts, decode_clip, open_video, to_model_pixels
 
     d = spec.data
-    reader = open_video(path)
-    starts = clip_starts(len(reader), d.frames, d.stride, max_clips=d.clips_per_video)
-    return [to_model_pixels(decode_clip(path, s, d.frames, d.stride, d.height, d.width, reader=reader))
+    reader = open_video(video.uri)
+    end = len(reader) if video.end is None else min(video.end, len(reader))
+    starts = clip_starts(end, d.frames, d.stride, max_clips=d.clips_per_video, offset=video.start)
+    return [to_model_pixels(decode_clip(video.uri, s, d.frames, d.stride, d.height, d.width, reader=reader))
             for s in starts]
 
 

@@ -56,7 +56,10 @@ class TrainVAESpec(JobSpec):
     kind: Literal["train-vae"]
     name: str = Field(default="vae", description="the run's name (MLflow run name)")
     data: VAEDataSection
-    vae: dict[str, Any] = Field(default_factory=dict, description="VAEConfig fields (videomar.model.vae.VAEConfig)")
+    vae: dict[str, Any] = Field(default_factory=dict, description=(
+        "the VAE's shape (videomar.model.vae.VAEConfig): latent_channels, temporal_compression (1, 2, 4, 8), "
+        "spatial_compression (4, 8, 16), patch_size, base_channels, max_channels, blocks_per_level, kl_weight; "
+        "the latent scale is measured by the job"))
     train: VAETrainSection
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     output: str = Field(description="directory (local or s3://) the export (model.safetensors, config.json) goes to")
@@ -64,6 +67,8 @@ class TrainVAESpec(JobSpec):
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainVAESpec":
+        if "scale" in self.vae:
+            raise ValueError("vae.scale: the job measures the latent scale on the training clips; remove it")
         config = self.vae_config()
         t, s = config.temporal_compression, config.spatial_compression
         if (self.data.frames - 1) % t:
