@@ -129,7 +129,7 @@ def test_reader_refuses_a_mismatched_shard_or_bucket(dataset, ray_cluster, tmp_p
         read_bucket(str(manifest_path), (5, 32, 32))
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 def test_end_to_end_to_a_real_s3_server(ray_cluster, s3_server, tmp_path):  # noqa: F811
     from videomar.data_pipelines import storage
     from videomar.data_pipelines.reader import read_bucket
