@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -16,7 +17,8 @@ from videomar.data_pipelines.sample_data import write_sample_videos
 from videomar.errors import ConfigError
 from videomar.model.vae import load_vae
 from videomar.platform.specs import SpecError, load_spec, parse_spec
-from videomar.platform.vae_training import load_clips, reconstruction_psnr, run_train_vae, write_export
+from videomar.platform.vae_training import (load_clips, model_pixels, reconstruction_psnr, run_train_vae,
+                                          write_export)
 
 QUICKSTART_SPEC = Path(__file__).resolve().parents[1] / "jobs" / "quickstart" / "vae.yaml"
 TINY_VAE = {"latent_channels": 8, "temporal_compression": 4, "spatial_compression": 8,
@@ -52,23 +54,24 @@ def trained(sample, s3_server, ray_local, tmp_path_factory):  # noqa: F811
     result = run_train_vae(spec)
     local = tmp_path_factory.mktemp("export") / "vae"
     storage.download_dir(output, str(local))
-    return result, load_clips(spec).pixels, local, tracking
+    return result, load_clips(spec).frames, local, tracking
 
 
 @pytest.mark.timeout(300)
 def test_training_lowers_reconstruction_error(trained):
-    result, pixels, export, _ = trained
-    assert result.clips == len(pixels) == 8 and result.videos == 4 and not result.skipped
+    result, frames, export, _ = trained
+    assert result.clips == len(frames) == 8 and result.videos == 4 and not result.skipped
     assert result.psnr_after > result.psnr_before + 3.0, (result.psnr_before, result.psnr_after)
     # The reported figure is the exported model's, measured on the same clips.
-    assert reconstruction_psnr(load_vae(export), pixels) == pytest.approx(result.psnr_after, abs=1e-3)
+    assert reconstruction_psnr(load_vae(export), frames) == pytest.approx(result.psnr_after, abs=1e-3)
 
 
 def test_export_to_s3_round_trip_gives_the_trained_latents(trained, s3_server):  # noqa: F811
-    result, pixels, export, _ = trained
+    result, frames, export, _ = trained
     assert result.output == s3_server.uri("vaes", "v1")
     assert [u.rsplit("/", 1)[-1] for u in storage.list_dir(result.output)] == ["config.json", "model.safetensors"]
     loaded = load_vae(export)
+    pixels = model_pixels(frames)
     with torch.no_grad():
         mean, logvar = result.vae.eval().encode(pixels)
         mean2, logvar2 = loaded.encode(pixels)
@@ -91,7 +94,7 @@ def test_psnr_and_spec_are_logged_to_mlflow(trained):
 
 
 def test_local_export_replaces_an_old_one_whole(trained, tmp_path):
-    result, pixels, _, _ = trained
+    result, _, _, _ = trained
     target = tmp_path / "out" / "vae"
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")
@@ -106,9 +109,9 @@ def test_sources_on_s3_are_read(sample, s3_server):  # noqa: F811
     storage.upload_dir(str(sample), s3_server.uri("sample"))
     remote = load_clips(parse_spec(spec_dict(s3_server.uri("sample", "manifest.jsonl"), "vae")))
     local = load_clips(parse_spec(spec_dict(str(sample / "manifest.jsonl"), "vae")))
-    assert torch.equal(remote.pixels, local.pixels)
+    assert np.array_equal(remote.frames, local.frames)
     folder = load_clips(parse_spec(spec_dict(s3_server.uri("sample", "videos"), "vae")))
-    assert folder.videos == 4 and len(folder.pixels) == 8
+    assert folder.videos == 4 and len(folder.frames) == 8
 
 
 @pytest.mark.parametrize("patch,field", [
@@ -142,9 +145,10 @@ def test_bad_sources_name_the_file(tmp_path, sample):
     (folder / "a.mp4").write_bytes((sample / "videos" / "00000.mp4").read_bytes())
     (folder / "b.mp4").write_bytes(b"not a video at all" * 50)
     clips = load_clips(parse_spec(spec_dict(str(folder), "vae")))
-    assert clips.videos == 1 and len(clips.pixels) == 2
+    assert clips.videos == 1 and clips.frames.shape == (2, 5, 32, 32, 3)
     assert len(clips.skipped) == 1 and "b.mp4" in clips.skipped[0]
-    assert clips.pixels.shape == (2, 3, 5, 32, 32) and clips.pixels.min() >= -1 and clips.pixels.max() <= 1
+    pixels = model_pixels(clips.frames)
+    assert pixels.shape == (2, 3, 5, 32, 32) and pixels.min() >= -1 and pixels.max() <= 1
     only_bad = folder / "bad"
     only_bad.mkdir()
     (only_bad / "c.mp4").write_bytes(b"")

@@ -4,8 +4,9 @@
     -> TorchTrainer (DDP: gloo on CPU, NCCL on GPU; each worker draws its own batches)
     -> weights back through the final checkpoint -> PSNR after, latent scale -> export
 
-The clips are decoded once on the driver and shared through the object store: a VAE training set
-for this job is small (a few thousand clips at most), and every worker samples from all of it.
+The clips are decoded once on the driver and shared through the object store as uint8 frames
+(converted to model pixels per batch): the training set lives in memory, so it is bounded by
+``data.max_videos`` x ``data.clips_per_video``, and every worker samples from all of it.
 The latent scale constant (1 / std of the posterior means over the clips) is measured here and
 written into the export's config, so it travels with the VAE into every latent dataset.
 """
@@ -27,7 +28,7 @@ from torch import nn
 
 from videomar.data_pipelines import storage
 from videomar.errors import ConfigError
-from videomar.model.vae import CausalVideoVAE, VAEConfig
+from videomar.model.vae import CausalVideoVAE, VAEConfig, VideoVAE
 from videomar.model.vae.base import CONFIG_FILE, WEIGHTS_FILE
 from videomar.platform.specs.train_vae import TrainVAESpec
 from videomar.platform.training.config import absolute
@@ -41,7 +42,7 @@ EVAL_BATCH = 16
 
 @dataclass(frozen=True)
 class ClipSet:
-    pixels: torch.Tensor  # [N, 3, T, H, W] float32 in [-1, 1]
+    frames: np.ndarray  # uint8 [N, T, H, W, 3]: a quarter of the memory of model pixels
     videos: int  # videos that gave at least one clip
     skipped: list[str]  # "path: reason" for videos that gave none
 
@@ -65,23 +66,23 @@ def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
 
     output = absolute(spec.output)
     clips = load_clips(spec)
-    out(f"train-vae: {len(clips.pixels)} clips of {spec.data.frames}x{spec.data.height}x{spec.data.width} "
+    out(f"train-vae: {len(clips.frames)} clips of {spec.data.frames}x{spec.data.height}x{spec.data.width} "
         f"from {clips.videos} videos ({len(clips.skipped)} skipped)")
     for line in clips.skipped:
         out(f"train-vae: skipped {line}")
     config = spec.vae_config()
     torch.manual_seed(spec.train.seed)
     vae = CausalVideoVAE(config)
-    eval_pixels = clips.pixels[: spec.train.eval_clips]
-    before = reconstruction_psnr(vae, eval_pixels)
+    eval_frames = clips.frames[: spec.train.eval_clips]
+    before = reconstruction_psnr(vae, eval_frames)
     out(f"train-vae: reconstruction PSNR before training {before:.2f} dB")
     ensure_ray()
-    vae.load_state_dict(fit(spec, config, vae.state_dict(), clips.pixels))
-    after = reconstruction_psnr(vae, eval_pixels)
-    vae.with_scale(latent_scale(vae, clips.pixels))
+    vae.load_state_dict(fit(spec, config, vae.state_dict(), clips.frames))
+    after = reconstruction_psnr(vae, eval_frames)
+    vae.with_scale(latent_scale(vae, clips.frames))
     write_export(vae, output)
     result = VAEResult(output=output, psnr_before=before, psnr_after=after, scale=vae.scale, vae_id=vae.vae_id,
-                       clips=len(clips.pixels), videos=clips.videos, skipped=clips.skipped, vae=vae)
+                       clips=len(clips.frames), videos=clips.videos, skipped=clips.skipped, vae=vae)
     out(f"train-vae: reconstruction PSNR after {spec.train.steps} steps {after:.2f} dB "
         f"(before {before:.2f} dB); latent scale {result.scale:.4f}; exported VAE {result.vae_id} to {output}")
     if spec.mlflow is not None:
@@ -127,30 +128,42 @@ def load_clips(spec: TrainVAESpec) -> ClipSet:
         used += 1
     if not clips:
         raise ConfigError(f"data.source={absolute(d.source)}: no clip could be read from {len(videos)} videos")
-    return ClipSet(pixels=torch.from_numpy(np.stack(clips)), videos=used, skipped=skipped)
+    return ClipSet(frames=np.stack(clips), videos=used, skipped=skipped)
 
 
 def video_clips(video, spec: TrainVAESpec) -> list[np.ndarray]:
-    """float32 [3, T, H, W] clips (model layout, [-1, 1]) of one VideoSource, within its bounds."""
-    from videomar.data_pipelines.clips import clip_starts, decode_clip, open_video, to_model_pixels
+    """uint8 [T, H, W, 3] clips (resized and centre cropped) of one VideoSource, within its bounds."""
+    from videomar.data_pipelines.clips import clip_starts, decode_clip, open_video
 
     d = spec.data
     reader = open_video(video.uri)
     end = len(reader) if video.end is None else min(video.end, len(reader))
     starts = clip_starts(end, d.frames, d.stride, max_clips=d.clips_per_video, offset=video.start)
-    return [to_model_pixels(decode_clip(video.uri, s, d.frames, d.stride, d.height, d.width, reader=reader))
-            for s in starts]
+    return [decode_clip(video.uri, s, d.frames, d.stride, d.height, d.width, reader=reader) for s in starts]
+
+
+def model_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [n, T, H, W, 3] clips -> float32 [n, 3, T, H, W] in [-1, 1] (the VAE's input)."""
+    from videomar.data_pipelines.clips import to_model_pixels
+
+    return torch.from_numpy(np.stack([to_model_pixels(clip) for clip in frames]))
+
+
+def batches(frames: np.ndarray, size: int = EVAL_BATCH):
+    """Model pixels [b, 3, T, H, W] of consecutive clips, ``size`` at a time."""
+    for i in range(0, len(frames), size):
+        yield model_pixels(frames[i:i + size])
 
 
 # ----------------------------------------------------------------------------------- measuring
 
 
 @torch.no_grad()
-def reconstruction_psnr(vae: CausalVideoVAE, pixels: torch.Tensor) -> float:
-    """PSNR (dB) of decode(posterior mean) against ``pixels`` [N, 3, T, H, W], over all pixels."""
+def reconstruction_psnr(vae: VideoVAE, frames: np.ndarray) -> float:
+    """PSNR (dB) of decode(posterior mean) against uint8 clips [N, T, H, W, 3], over all pixels."""
     vae.eval()
     squared, count = 0.0, 0
-    for batch in pixels.split(EVAL_BATCH):
+    for batch in batches(frames):
         recon = vae.decode(vae.encode(batch)[0])
         squared += float((recon - batch[:, :, : recon.shape[2]]).pow(2).sum())
         count += recon.numel()
@@ -159,10 +172,10 @@ def reconstruction_psnr(vae: CausalVideoVAE, pixels: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def latent_scale(vae: CausalVideoVAE, pixels: torch.Tensor) -> float:
+def latent_scale(vae: VideoVAE, frames: np.ndarray) -> float:
     """1 / std of the posterior means over the clips: scaled latents have about unit variance."""
     vae.eval()
-    means = torch.cat([vae.encode(batch)[0].flatten() for batch in pixels.split(EVAL_BATCH)])
+    means = torch.cat([vae.encode(batch)[0].flatten() for batch in batches(frames)])
     return float(1.0 / means.std().clamp_min(1e-6))
 
 
@@ -170,7 +183,7 @@ def latent_scale(vae: CausalVideoVAE, pixels: torch.Tensor) -> float:
 
 
 def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
-        pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        frames: np.ndarray) -> dict[str, torch.Tensor]:
     """Run the workers from ``initial`` weights; returns the trained weights (rank 0's)."""
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -182,7 +195,7 @@ def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
         trainer = TorchTrainer(
             train_worker,
             train_loop_config={"train": spec.train.model_dump(), "vae": config,
-                               "init": ray.put(initial), "pixels": ray.put(pixels)},
+                               "init": ray.put(initial), "frames": ray.put(frames)},
             scaling_config=ScalingConfig(num_workers=s.workers, use_gpu=s.gpus_per_worker > 0,
                                          resources_per_worker=resources, placement_strategy=s.placement),
             run_config=RunConfig(name=spec.name, storage_path=scratch),
@@ -219,14 +232,15 @@ def train_worker(config: dict[str, Any]) -> None:
     rank, device = ctx.get_world_rank(), ray.train.torch.get_device()
     vae = CausalVideoVAE(config["vae"])
     vae.load_state_dict(ray.get(config["init"]))
-    pixels: torch.Tensor = ray.get(config["pixels"])  # [N, 3, T, H, W]
+    frames: np.ndarray = ray.get(config["frames"])  # uint8 [N, T, H, W, 3]
     objective = ray.train.torch.prepare_model(ReconstructionObjective(vae))
     optimizer = torch.optim.AdamW(vae.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]),
                                   weight_decay=hp["weight_decay"])
     picker = torch.Generator().manual_seed(hp["seed"] * _SEED_STRIDE + rank)
     torch.manual_seed(hp["seed"] * _SEED_STRIDE + rank + 1)  # posterior samples differ per rank
     for step in range(1, hp["steps"] + 1):
-        batch = pixels[torch.randint(len(pixels), (hp["batch_size"],), generator=picker)].to(device)
+        picked = torch.randint(len(frames), (hp["batch_size"],), generator=picker).numpy()
+        batch = model_pixels(frames[picked]).to(device)  # [B, 3, T, H, W]
         parts = _step(objective, optimizer, batch, hp["grad_clip"])
         if step % hp["log_every"] == 0 or step == hp["steps"]:
             metrics = {"step": step, **_averaged(parts)}
