@@ -126,6 +126,9 @@ def start_ray_head(
         command += ["--num-cpus", str(num_cpus)]
     if object_store_mb is not None:
         command += ["--object-store-memory", str(object_store_mb * 1024 * 1024)]
+    # Ray processes that look for "their" cluster (Ray Train's placement-group cleaner, the state
+    # API) otherwise pick among every Ray instance on the machine and fail when there are several.
+    env = {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
     url = f"http://127.0.0.1:{dashboard_port}"
     headers = {"Authorization": f"Bearer {token}"} if token else None
     record = None
