@@ -126,21 +126,24 @@ def read_frames(reader, start: int, frames: int, stride: int, where: str) -> np.
 
 def resize_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 [T, h, w, 3] -> uint8 [T, height, width, 3]: scale so the frame covers the target
-    (antialiased bilinear), then crop the centre."""
-    import torch
-    import torch.nn.functional as F
+    (bilinear, antialiased when shrinking), then crop the centre. PIL, not torch: decode workers
+    stay light and start fast."""
+    from PIL import Image
 
     t, h, w, _ = frames.shape
     if (h, w) == (height, width):
         return frames
     scale = max(height / h, width / w)
     new_h, new_w = max(height, math.ceil(h * scale - 1e-6)), max(width, math.ceil(w * scale - 1e-6))
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # [T, 3, h, w]
-    if (new_h, new_w) != (h, w):
-        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
     top, left = (new_h - height) // 2, (new_w - width) // 2
-    x = x[:, :, top:top + height, left:left + width]
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    box = (left, top, left + width, top + height)
+    out = np.empty((t, height, width, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        image = Image.fromarray(np.ascontiguousarray(frame))
+        if (new_h, new_w) != (h, w):
+            image = image.resize((new_w, new_h), Image.BILINEAR)
+        out[i] = np.asarray(image.crop(box))
+    return out
 
 
 def decode_clip(path: str, start: int, frames: int, stride: int, height: int, width: int,

@@ -43,8 +43,7 @@ class DatasetManifest:
     channel_mean: list[float]
     channel_std: list[float]
     errors: int
-    videos: int = 0
-    text_embeddings: bool = False
+    videos: int = 0  # source videos listed by the run that wrote the manifest
 
     def bucket(self, shape: tuple[int, int, int]) -> BucketManifest | None:
         frames, height, width = (int(v) for v in shape)

@@ -17,7 +17,7 @@ from videomar.data_pipelines.encode import CLIP, ClipEncoder, load_vae_from
 from videomar.data_pipelines.errors import InputError, write_errors
 from videomar.data_pipelines.manifest import (DatasetManifest, bucket_manifest, channel_stats, manifest_uri,
                                               write_manifest)
-from videomar.data_pipelines.shards import SCHEMA_VERSION, read_keys, read_shard_info, shard_uris
+from videomar.data_pipelines.shards import SCHEMA_VERSION, ShardInfo, read_keys, read_shard_info, shard_uris
 from videomar.data_pipelines.sources import absolute, list_sources
 from videomar.data_pipelines.stages import ERROR, SKIP, WRITTEN, ClipParams, decode_source, write_batch
 
@@ -93,7 +93,8 @@ def run_precompute(config: PrecomputeConfig, log: Callable[[str], None] = print)
     shapes = {b: vae.latent_shape(*b) for b in cfg.clips.buckets}  # (F, H, W) -> (C, T', H', W')
     params = replace(cfg.clips, vae_id=vae.vae_id)
     sources = list_sources(cfg.source)
-    done = read_keys([u for b in params.buckets for u in shard_uris(cfg.output, b)])
+    existing = checked_shards(cfg, params, shapes)  # refuses an output written with another VAE, before any work
+    done = read_keys([s.uri for infos in existing.values() for s in infos])
     log(f"precompute: {len(sources)} videos from {cfg.source}; {len(done)} clips already in {cfg.output}")
     summary = Summary(output=cfg.output, manifest=manifest_uri(cfg.output), videos=len(sources),
                       max_error_fraction=cfg.max_error_fraction)
@@ -118,6 +119,9 @@ def pipeline(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, sources: l
     items = [s.row() for s in sources]
     remote = worker_env(cfg)
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    # Ray Data reserves part of the CPUs for each operator by default; on a small machine that
+    # leaves one decode task running while CPUs idle. Backpressure still bounds memory.
+    ds.context.op_resource_reservation_enabled = False
     ds = ds.flat_map(decode_source, fn_kwargs={"params": params, "done": frozenset(done)}, num_cpus=cfg.decode_cpus,
                      **remote)
     ds = ds.map_batches(
@@ -168,14 +172,7 @@ def progress_line(summary: Summary, started: float) -> str:
 def finalize(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, vae, videos: int, errors: int) -> int:
     """Write the manifest from the shards now in the output (their footers only); returns the clip count."""
     buckets, infos = [], []
-    for bucket in params.buckets:
-        shard_infos = [read_shard_info(u) for u in shard_uris(cfg.output, bucket)]
-        for s in shard_infos:
-            if s.vae_id != params.vae_id or tuple(s.latent_shape) != tuple(shapes[bucket]):
-                raise ValueError(
-                    f"{s.uri}: written with VAE {s.vae_id} and latent shape {list(s.latent_shape)}, but this run "
-                    f"uses VAE {params.vae_id} with shape {list(shapes[bucket])}; use a new output folder"
-                )
+    for bucket, shard_infos in checked_shards(cfg, params, shapes).items():
         buckets.append(bucket_manifest(bucket, shapes[bucket], shard_infos, cfg.output))
         infos.extend(shard_infos)
     mean, std = channel_stats(infos, vae.latent_channels)
@@ -185,6 +182,21 @@ def finalize(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, vae, video
         errors=errors, videos=videos,
     ))
     return sum(b.clips for b in buckets)
+
+
+def checked_shards(cfg: PrecomputeConfig, params: ClipParams, shapes: dict) -> dict[tuple, list[ShardInfo]]:
+    """The shards in the output, per bucket (footers only); ValueError names a shard written with
+    another VAE or latent shape."""
+    out = {}
+    for bucket in params.buckets:
+        out[bucket] = [read_shard_info(u) for u in shard_uris(cfg.output, bucket)]
+        for s in out[bucket]:
+            if s.vae_id != params.vae_id or tuple(s.latent_shape) != tuple(shapes[bucket]):
+                raise ValueError(
+                    f"{s.uri}: written with VAE {s.vae_id} and latent shape {list(s.latent_shape)}, but this run "
+                    f"uses VAE {params.vae_id} with shape {list(shapes[bucket])}; use a new output folder"
+                )
+    return out
 
 
 def vae_location(vae: str, output: str) -> str:
