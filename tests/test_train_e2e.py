@@ -68,7 +68,7 @@ def first_metric(client, run_id: str, key: str) -> float:
     return min(history, key=lambda m: (m.step, m.timestamp)).value
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)
 def test_quickstart_curriculum_two_stages_zero2_rerun_resumes_stage2_starts_from_ema(
         ray_cluster, latents, tmp_path, monkeypatch):
     # Stage 1 loses a worker with no failures allowed: the run fails after its step-2 checkpoint.
@@ -102,7 +102,7 @@ def test_quickstart_curriculum_two_stages_zero2_rerun_resumes_stage2_starts_from
     assert not math.isclose(stage2_ema, stage1_ema, rel_tol=1e-9)  # and it trained from there
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_zero3_on_s3_with_a_killed_worker_tracked_by_an_mlflow_server(
         ray_cluster, latents, tmp_path, monkeypatch, s3_server, mlflow_server):
     spec = stage("s3-zero3", latents, tmp_path, storage=s3_server.uri("runs"), deepspeed={"zero_stage": 3},
@@ -146,7 +146,7 @@ def test_zero3_on_s3_with_a_killed_worker_tracked_by_an_mlflow_server(
     assert {"export/model.safetensors", "export/config.json", "export/COMPLETE", "export/vae"} <= exported
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoint(latents, tmp_path, s3_server):
     import ray
     from ray.cluster_utils import Cluster

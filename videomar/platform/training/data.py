@@ -26,15 +26,27 @@ def collate(columns: dict[str, np.ndarray]) -> Batch:
     )
 
 
+def _collate_fn():
+    """``collate`` in the form Ray Data's iter_torch_batches takes (a NumpyBatchCollateFn)."""
+    from ray.data.collate_fn import NumpyBatchCollateFn
+
+    class Collate(NumpyBatchCollateFn):
+        def __call__(self, batch: dict[str, np.ndarray]) -> Batch:
+            return collate(batch)
+
+    return Collate()
+
+
 def stream(shard, batch_size: int, epoch: int, skip: int) -> Iterator[tuple[int, int, Batch]]:
     """(epoch, index in epoch, batch) forever, starting at ``epoch`` after ``skip`` batches.
 
     Every rank's shard holds the same number of rows (Ray Train splits datasets equally) and the
     last partial batch is dropped, so all ranks step in lockstep across epoch boundaries.
     """
+    collate_fn = _collate_fn()
     while True:
         index = 0
-        for batch in shard.iter_torch_batches(batch_size=batch_size, drop_last=True, collate_fn=collate):
+        for batch in shard.iter_torch_batches(batch_size=batch_size, drop_last=True, collate_fn=collate_fn):
             if index >= skip:
                 yield epoch, index, batch
             index += 1
