@@ -119,9 +119,6 @@ def pipeline(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, sources: l
     items = [s.row() for s in sources]
     remote = worker_env(cfg)
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    # Ray Data reserves part of the CPUs for each operator by default; on a small machine that
-    # leaves one decode task running while CPUs idle. Backpressure still bounds memory.
-    ds.context.op_resource_reservation_enabled = False
     ds = ds.flat_map(decode_source, fn_kwargs={"params": params, "done": frozenset(done)}, num_cpus=cfg.decode_cpus,
                      **remote)
     ds = ds.map_batches(
