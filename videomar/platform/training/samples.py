@@ -61,7 +61,8 @@ class StageSampler:
         model = build_model(spec.model.build())
         model.load_state_dict(ema.state_dict())
         model.to(self.device).eval()
-        frames = self.plan.dataset.latent_shape[1] - COND_FRAMES
+        # The rest of a training clip; for an image bucket (one latent frame), one frame more.
+        frames = max(1, self.plan.dataset.latent_shape[1] - COND_FRAMES)
         text = model.tokenize(self.captions).to(self.device)
         gen = torch.Generator(device=self.device).manual_seed(spec.seed)
         latents = generate(model, self.cond.to(self.device), text, frames=frames, steps=spec.samples.steps,
