@@ -89,3 +89,28 @@ def test_training_lowers_reconstruction_error():
         opt.step()
         first = parts["mse"].item() if first is None else first
     assert parts["mse"].item() < 0.5 * first
+
+
+@pytest.mark.timeout(120)
+def test_diffusers_autoencoder_loads_from_a_local_directory(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    model = diffusers.AutoencoderKL(
+        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4, scaling_factor=0.3,
+    )
+    model.save_pretrained(str(tmp_path / "hf"))
+    vae = load_vae(tmp_path / "hf")
+    assert (vae.temporal_compression, vae.spatial_compression, vae.latent_channels, vae.scale) == (1, 2, 4, 0.3)
+    pixels = torch.rand(2, 3, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        mean, logvar = vae.encode(pixels)
+        assert mean.shape == logvar.shape == (2, *vae.latent_shape(3, 16, 16))
+        # Frame by frame: frame 1 of the video is the image VAE's encoding of that frame.
+        alone = model.encode(pixels[:, :, 1]).latent_dist.mean
+        torch.testing.assert_close(mean[:, :, 1], alone)
+        assert vae.decode(mean).shape == pixels.shape
+        vae.export(str(tmp_path / "again"))
+        again = load_vae(tmp_path / "again")
+        assert again.vae_id == vae.vae_id
+        torch.testing.assert_close(again.encode(pixels)[0], mean)
