@@ -45,13 +45,16 @@ def sample(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(sample, s3_server, ray_local, tmp_path_factory):  # noqa: F811
-    """One real job run (2 DDP workers) exporting to the S3 server: its result, the clips it
-    trained on, and a local copy of the export read back from S3."""
+    """One real job run (2 DDP workers) with its Ray Train storage and its export on the S3 server:
+    its result, the clips it trained on, a local copy of the export read back from S3, and the
+    MLflow store it logged to."""
     output = s3_server.uri("vaes", "v1")
     data = spec_dict(str(sample / "manifest.jsonl"), output)
     tracking = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    spec = parse_spec({**data, "mlflow": {"tracking_uri": tracking, "experiment": "vae-test"}})
+    spec = parse_spec({**data, "mlflow": {"tracking_uri": tracking, "experiment": "vae-test"},
+                       "storage": s3_server.uri("train-vae-runs")})
     result = run_train_vae(spec)
+    assert storage.list_files(s3_server.uri("train-vae-runs")) == [], "the run's checkpoint folder is removed"
     local = tmp_path_factory.mktemp("export") / "vae"
     storage.download_dir(output, str(local))
     return result, load_clips(spec).frames, local, tracking

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,7 @@ def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
         frames: np.ndarray) -> dict[str, torch.Tensor]:
     """Run the workers from ``initial`` weights; returns the trained weights (rank 0's)."""
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
     s = spec.scaling
@@ -198,7 +199,7 @@ def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
                                "init": ray.put(initial), "frames": ray.put(frames)},
             scaling_config=ScalingConfig(num_workers=s.workers, use_gpu=s.gpus_per_worker > 0,
                                          resources_per_worker=resources, placement_strategy=s.placement),
-            run_config=RunConfig(name=spec.name, storage_path=scratch),
+            run_config=run_config(spec, scratch),
         )
         result = trainer.fit()
         if result.checkpoint is None:
@@ -206,7 +207,26 @@ def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
         with result.checkpoint.as_directory() as directory:
             from safetensors.torch import load_file
 
-            return load_file(str(Path(directory, WEIGHTS_FILE)))
+            weights = load_file(str(Path(directory, WEIGHTS_FILE)))
+        result.filesystem.delete_dir(result.path)  # the export is the product; the run folder is not
+        return weights
+
+
+def run_config(spec: TrainVAESpec, scratch: str):
+    """Ray Train keeps the final checkpoint in ``spec.storage`` (in a run folder of its own, removed
+    once the weights are read), else in ``scratch``, a local temporary folder."""
+    from ray.train import RunConfig
+
+    from videomar.platform.training.trainer import AWS_ENV
+
+    if spec.storage is None:
+        return RunConfig(name=spec.name, storage_path=scratch)
+    uri = absolute(spec.storage)
+    fs, path = storage.filesystem(uri)
+    env = {k: os.environ[k] for k in AWS_ENV if k in os.environ} if storage.is_s3(uri) else {}
+    return RunConfig(name=f"{spec.name}-{uuid.uuid4().hex[:8]}", storage_path=path,
+                     storage_filesystem=fs if storage.is_s3(uri) else None,
+                     worker_runtime_env={"env_vars": env} if env else None)
 
 
 class ReconstructionObjective(nn.Module):

@@ -63,6 +63,9 @@ class TrainVAESpec(JobSpec):
     train: VAETrainSection
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     output: str = Field(description="directory (local or s3://) the export (model.safetensors, config.json) goes to")
+    storage: str | None = Field(default=None, description=(
+        "where Ray Train keeps the run's final checkpoint (local or s3://), reachable from every node; "
+        "default: a temporary folder on the driver's machine (single-node clusters only)"))
     mlflow: VAETrackingSection | None = Field(default=None, description="log params and PSNR to MLflow when set")
 
     @model_validator(mode="after")
