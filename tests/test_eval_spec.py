@@ -14,7 +14,7 @@ from videomar.platform.evaluation.job import stage_history, stage_name
 from videomar.platform.specs import SpecError, load_spec, parse_spec
 from videomar.platform.specs.eval import EvalSpec
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(240)
 
 REPO = Path(__file__).resolve().parents[1]
 
