@@ -168,8 +168,12 @@ def reconstruction_psnr(vae: VideoVAE, frames: np.ndarray) -> float:
         recon = vae.decode(vae.encode(batch)[0])
         squared += float((recon - batch[:, :, : recon.shape[2]]).pow(2).sum())
         count += recon.numel()
-    mse = max(squared / count, 1e-12)
-    return 10.0 * math.log10(PIXEL_RANGE**2 / mse)
+    return psnr(squared / count)
+
+
+def psnr(mse: float) -> float:
+    """PSNR (dB) of a mean squared error of pixels in [-1, 1]."""
+    return 10.0 * math.log10(PIXEL_RANGE**2 / max(mse, 1e-12))
 
 
 @torch.no_grad()
@@ -256,15 +260,16 @@ def train_worker(config: dict[str, Any]) -> None:
     objective = ray.train.torch.prepare_model(ReconstructionObjective(vae))
     optimizer = torch.optim.AdamW(vae.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]),
                                   weight_decay=hp["weight_decay"])
-    picker = torch.Generator().manual_seed(hp["seed"] * _SEED_STRIDE + rank)
-    torch.manual_seed(hp["seed"] * _SEED_STRIDE + rank + 1)  # posterior samples differ per rank
+    # Two streams per rank, none shared: which clips it picks, and its posterior samples.
+    picker = torch.Generator().manual_seed(hp["seed"] * _SEED_STRIDE + 2 * rank)
+    torch.manual_seed(hp["seed"] * _SEED_STRIDE + 2 * rank + 1)
     for step in range(1, hp["steps"] + 1):
         picked = torch.randint(len(frames), (hp["batch_size"],), generator=picker).numpy()
         batch = model_pixels(frames[picked]).to(device)  # [B, 3, T, H, W]
         parts = _step(objective, optimizer, batch, hp["grad_clip"])
         if step % hp["log_every"] == 0 or step == hp["steps"]:
             metrics = {"step": step, **_averaged(parts)}
-            metrics["psnr_train"] = 10.0 * math.log10(PIXEL_RANGE**2 / max(metrics["mse"], 1e-12))
+            metrics["psnr_train"] = psnr(metrics["mse"])
             if rank == 0:
                 print(f"train-vae step {step}/{hp['steps']}: loss {metrics['loss']:.4f} mse {metrics['mse']:.4f} "
                       f"kl {metrics['kl']:.3f} train PSNR {metrics['psnr_train']:.2f} dB", file=sys.stderr)
