@@ -146,7 +146,7 @@ def test_zero3_on_s3_with_a_killed_worker_tracked_by_an_mlflow_server(
     assert {"export/model.safetensors", "export/config.json", "export/COMPLETE", "export/vae"} <= exported
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoint(latents, tmp_path, s3_server):
     import ray
     from ray.cluster_utils import Cluster
