@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from videomar.platform.cli import build_parser
-from videomar.platform.specs import load_spec
+from videomar.platform.specs import SpecError, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -236,9 +236,19 @@ def test_rayservice_import_path_and_spec_exist():
         local = ROOT / "jobs" / spec_path.removeprefix("/jobs/")
         assert local.is_file(), f"RayService names {spec_path}, not in jobs/"
         assert load_spec(local).kind == "serve"
-        # The builder Serve will call returns a deployable application for that spec.
-        from ray.serve.deployment import Application
 
-        from videomar.platform.rayservice import app
 
-        assert isinstance(app({"spec": str(local)}), Application)
+def test_the_rayservice_builder_makes_an_application_from_a_serve_spec(tmp_path):
+    from ray.serve.deployment import Application
+
+    from tests.support.tiny_export import write_tiny_export
+    from videomar.platform.rayservice import app
+
+    # The paper spec's export lives in S3; the same spec pointed at a local export.
+    data = yaml.safe_load((ROOT / "jobs" / "paper" / "serve.yaml").read_text())
+    data["checkpoint"] = write_tiny_export(str(tmp_path / "export"))
+    spec = tmp_path / "serve.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    assert isinstance(app({"spec": str(spec)}), Application)
+    with pytest.raises(SpecError, match="needs a 'serve' spec, got 'train'"):
+        app({"spec": str(ROOT / "jobs" / "paper" / "stage1_images_256.yaml")})
