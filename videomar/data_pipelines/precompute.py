@@ -22,9 +22,6 @@ from videomar.data_pipelines.sources import absolute, list_sources
 from videomar.data_pipelines.stages import ERROR, SKIP, WRITTEN, ClipParams, decode_source, write_batch
 
 PROGRESS_EVERY_S = 5.0
-# The settings S3 access reads (storage.s3_filesystem); Ray workers get them when a location is in S3.
-S3_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-          "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 @dataclass(frozen=True)
@@ -135,7 +132,7 @@ def worker_env(cfg: PrecomputeConfig) -> dict:
     (workers may have been started before they were set)."""
     if not any(storage.is_s3(u) for u in (cfg.source, cfg.vae, cfg.output)):
         return {}
-    env = {k: os.environ[k] for k in S3_ENV if k in os.environ}
+    env = storage.s3_env()
     return {"runtime_env": {"env_vars": env}} if env else {}
 
 

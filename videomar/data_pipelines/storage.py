@@ -19,6 +19,15 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 S3_SCHEME = "s3://"
+# The settings S3 access reads; Ray workers are given them so they reach the same S3 as the
+# driver (a cluster's nodes often have credentials of their own, and then none of these is set).
+S3_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+          "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def s3_env() -> dict[str, str]:
+    """This process's S3 settings, for the runtime_env of Ray workers that read or write S3."""
+    return {k: os.environ[k] for k in S3_ENV if k in os.environ}
 
 
 def is_s3(uri: str) -> bool:

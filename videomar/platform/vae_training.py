@@ -221,13 +221,11 @@ def run_config(spec: TrainVAESpec, scratch: str):
     once the weights are read), else in ``scratch``, a local temporary folder."""
     from ray.train import RunConfig
 
-    from videomar.platform.training.trainer import AWS_ENV
-
     if spec.storage is None:
         return RunConfig(name=spec.name, storage_path=scratch)
     uri = absolute(spec.storage)
     fs, path = storage.filesystem(uri)
-    env = {k: os.environ[k] for k in AWS_ENV if k in os.environ} if storage.is_s3(uri) else {}
+    env = storage.s3_env() if storage.is_s3(uri) else {}
     return RunConfig(name=f"{spec.name}-{uuid.uuid4().hex[:8]}", storage_path=path,
                      storage_filesystem=fs if storage.is_s3(uri) else None,
                      worker_runtime_env={"env_vars": env} if env else None)

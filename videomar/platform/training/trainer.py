@@ -25,12 +25,6 @@ from videomar.platform.training import checkpoint, export
 from videomar.platform.training.config import StagePlan, plan_stage, preflight
 from videomar.platform.training.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
 
-# Forwarded to the train workers so they reach the same S3 as the driver (a cluster's nodes
-# usually have their own credentials, in which case the driver has none of these set).
-AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-           "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
-
-
 @dataclass(frozen=True)
 class StageResult:
     export_uri: str
@@ -115,7 +109,7 @@ def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
 def _run_config(plan: StagePlan, RunConfig, FailureConfig, CheckpointConfig):
     spec = plan.spec
     fs, path = storage.filesystem(spec.storage)
-    env = {k: os.environ[k] for k in AWS_ENV if k in os.environ} if _uses_s3(spec) else {}
+    env = storage.s3_env() if _uses_s3(spec) else {}
     return RunConfig(
         name=spec.name,
         storage_path=path,
