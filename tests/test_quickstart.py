@@ -33,6 +33,8 @@ def test_quickstart_small_runs_every_step_and_leaves_a_video(tmp_path):
         assert video.with_suffix(suffix).stat().st_size > 0
     export = work / "runs" / "quickstart-stage2" / "export"
     assert (export / "COMPLETE").exists()
+    for stage in ("quickstart-stage1", "quickstart-stage2"):  # the end-of-stage eval ran
+        assert (work / "runs" / stage / "export" / "eval.json").stat().st_size > 0
     # Progress and the final summary name where everything is.
     assert "[1/" in output and str(video) in output and "mlflow ui" in output
     for spec in ("vae.yaml", "precompute.yaml", "stage1.yaml", "stage2.yaml", "serve.yaml"):

@@ -154,6 +154,7 @@ def _summary(work: Path, outputs: dict[str, Path], out: Callable[[str], None], s
     out(f"  condition frame:    {outputs['condition']}")
     out(f"  checkpoints:        {work / 'runs'}/quickstart-stage*/ (Ray Train checkpoints)")
     out(f"  final export:       {outputs['export']}")
+    out(f"  quality per stage:  {work / 'runs'}/quickstart-stage*/export/eval.json")
     out(f"  MLflow runs:        experiment 'videomar-quickstart' in {db if db.exists() else work / 'runs'}")
     out("")
     out("Next:")

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from videomar.platform.specs.base import BucketSection, JobSpec, ModelSection, Section
+from videomar.platform.specs.eval import EvalOptions
 
 # MODEL.md section 7: lr = base_lr * global_batch / LR_REFERENCE_BATCH.
 LR_REFERENCE_BATCH = 256
@@ -126,6 +127,9 @@ class TrainSpec(JobSpec):
     mlflow: MlflowSection = Field(default_factory=MlflowSection)
     samples: SamplesSection = Field(default_factory=SamplesSection)
     init_from: InitFromSection | None = None
+    eval: EvalOptions | None = Field(
+        default=None, description="evaluate the export on the dataset's held-out clips when the stage ends "
+        "(metrics into the stage's MLflow run and eval.json next to the export); omit to skip")
     seed: int = 0
 
     @field_validator("name")

@@ -35,6 +35,7 @@ class DatasetInfo:
     vae_id: str
     vae_uri: str | None  # the VAE export the latents came from (copied into the stage export)
     clips: int  # clips in the chosen split of the bucket
+    val_clips: int  # held-out clips of the bucket (what the end-of-stage eval uses)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ def preflight(spec: TrainSpec) -> DatasetInfo:
                               f"names no VAE to decode sample videos with; set samples.count: 0")
         if spec.init_from is not None:
             check_init_from(absolute(spec.init_from.uri), spec, info)
+        if spec.eval is not None and info.val_clips == 0:
+            raise ConfigError(f"eval: bucket {spec.data.bucket.key} of {info.manifest_uri} has no held-out "
+                              f"(val) clips to evaluate on; precompute with val_fraction > 0, or remove eval")
     except (ConfigError, FileNotFoundError, ValueError) as err:
         raise SpecError(f"{where}: {err}") from None
     return info
@@ -120,6 +124,7 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
         vae_id=str(manifest.vae_id),
         vae_uri=manifest_vae_uri(manifest, manifest_uri),
         clips=clips,
+        val_clips=bucket_clips(bucket, "val"),
     )
 
 

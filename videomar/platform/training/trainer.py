@@ -32,6 +32,7 @@ class StageResult:
     metrics: dict[str, Any]
     run_id: str | None
     parent_run_id: str | None
+    evaluation: dict[str, Any] | None = None  # evaluate_export's result when the spec asks for eval
 
 
 def run_stage(spec: TrainSpec) -> StageResult:
@@ -54,7 +55,22 @@ def run_stage(spec: TrainSpec) -> StageResult:
     else:
         close_stage(runs, None, ok=True)
     return StageResult(export_uri=plan.export_uri, checkpoint_uri=_checkpoint_uri(plan, result.checkpoint),
-                       metrics=dict(result.metrics or {}), run_id=runs.run_id, parent_run_id=runs.parent_id)
+                       metrics=dict(result.metrics or {}), run_id=runs.run_id, parent_run_id=runs.parent_id,
+                       evaluation=evaluate_stage(plan, runs.run_id))
+
+
+def evaluate_stage(plan: StagePlan, run_id: str | None) -> dict[str, Any] | None:
+    """The spec's end-of-stage eval on the held-out clips, logged into the stage's MLflow run."""
+    if plan.spec.eval is None:
+        return None
+    from videomar.platform.evaluation.job import evaluate_export
+
+    b = plan.spec.data.bucket
+    result = evaluate_export(plan.export_uri, plan.dataset.manifest_uri, (b.frames, b.height, b.width),
+                             options=plan.spec.eval, run_id=run_id, tracking_uri=plan.tracking.tracking_uri)
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in sorted(result["metrics"].items()) if isinstance(v, float))
+    print(f"{plan.spec.name}: eval on held-out clips: {shown}", flush=True)
+    return result
 
 
 def initial_weights(plan: StagePlan) -> dict[str, dict] | None:
