@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -148,11 +147,6 @@ def test_zero3_on_s3_with_a_killed_worker_tracked_by_an_mlflow_server(
     assert {"export/model.safetensors", "export/config.json", "export/COMPLETE", "export/vae"} <= exported
 
 
-@pytest.mark.skipif(
-    os.environ.get("VIDEOMAR_MULTINODE_TESTS") != "1",
-    reason="intermittently hangs with the train workers idle on a 2-node ray.cluster_utils cluster "
-    "(seen on a quiet machine); run with VIDEOMAR_MULTINODE_TESTS=1 while it is investigated",
-)
 @pytest.mark.timeout(900)
 def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoint(latents, tmp_path, s3_server):
     import ray

@@ -25,6 +25,9 @@ from videomar.platform.training import checkpoint, export
 from videomar.platform.training.config import StagePlan, plan_stage, preflight
 from videomar.platform.training.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
 
+COLLECTIVE_TIMEOUT_S = 120  # longest a rank waits in all_reduce/barrier for the others
+
+
 @dataclass(frozen=True)
 class StageResult:
     export_uri: str
@@ -104,7 +107,7 @@ def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
     """TorchTrainer.fit() of the stage: ZeRO workers as the spec scales them, checkpoints in storage."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     from videomar.platform.training.loop import train_func
 
@@ -118,6 +121,9 @@ def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
                                      resources_per_worker=resources, placement_strategy=spec.scaling.placement),
         run_config=_run_config(plan, RunConfig, FailureConfig, CheckpointConfig),
         datasets={"train": dataset},
+        # A rank that dies leaves the others blocked in a collective; torch's default 30-minute
+        # timeout would hold the worker group (and the retry) that long.
+        torch_config=TorchConfig(timeout_s=COLLECTIVE_TIMEOUT_S),
     )
     return trainer.fit()
 
