@@ -25,7 +25,7 @@ import torch
 
 from videomar.errors import ConfigError
 from videomar.model.cache import KVCache
-from videomar.model.masking import mask_from_orders, random_orders, tokens_left_masked
+from videomar.model.masking import random_orders, tokens_left_masked
 from videomar.model.rng import RowGenerators
 from videomar.model.text import TextBatch, check_text
 from videomar.model.tokens import check_latent_grid, grid_positions, patchify, unpatchify
@@ -170,7 +170,7 @@ class _Generation:
         remaining = n
         for step in range(steps):
             left = tokens_left_masked(n, step, steps, remaining)
-            masked = mask_from_orders(orders, torch.full((b,), remaining, device=device))  # [B, N]
+            masked = ranks < remaining  # [B, N]: the tokens not yet decided
             decide = masked & (ranks >= left)  # this step's tokens
             z = self._backbone_frame(current, masked, f)  # [rows, N, D]
             scale = self.s.guidance_at((n - left) / n)

@@ -9,10 +9,10 @@ local-disk storage and a local MLflow store. `--small` shrinks the counts for CI
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,22 +170,13 @@ class _Progress:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
+    @contextlib.contextmanager
     def step(self, title: str):
-        progress = self
-
-        class _Step:
-            def __enter__(self):
-                progress.index += 1
-                self.started = time.perf_counter()
-                progress.out(f"[{progress.index}/{progress.total}] {title} ...")
-                sys.stdout.flush()
-
-            def __exit__(self, kind, err, tb):
-                if kind is None:
-                    progress.out(f"[{progress.index}/{progress.total}] done in {time.perf_counter() - self.started:.0f} s")
-                return False
-
-        return _Step()
+        self.index += 1
+        started = time.perf_counter()
+        self.out(f"[{self.index}/{self.total}] {title} ...")
+        yield
+        self.out(f"[{self.index}/{self.total}] done in {time.perf_counter() - started:.0f} s")
 
 
 def clean(work: Path) -> None:
