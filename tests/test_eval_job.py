@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.mlflow_server import mlflow_server  # noqa: F401
 from videomar.model.config import model_config
 from videomar.model.vae import load_vae
 from videomar.model.videomar import build_model

@@ -10,7 +10,6 @@ import os
 import pytest
 import yaml
 
-from tests.support.s3 import s3_server  # noqa: F401
 from tests.support.tiny_export import write_tiny_export
 from tests.support.videos import decode_mp4, png_b64
 from videomar.data_pipelines import storage
@@ -30,7 +29,7 @@ def put_image(uri: str, height: int = 32, width: int = 32, seed: int = 0) -> Non
 
 
 @pytest.mark.slow
-def test_generate_job_writes_one_video_per_input_to_s3(s3_server, export, tmp_path):  # noqa: F811
+def test_generate_job_writes_one_video_per_input_to_s3(s3_server, export, tmp_path):
     import ray
 
     root = s3_server.uri("generate-job")

@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from tests.support.latents import FRAMES, build_latents, precompute_spec, quickstart_vae
-from tests.support.s3 import s3_server  # noqa: F401
 from videomar.data_pipelines.errors import read_errors
 from videomar.data_pipelines.manifest import load_manifest
 from videomar.data_pipelines.precompute import run_precompute
@@ -130,7 +129,7 @@ def test_reader_refuses_a_mismatched_shard_or_bucket(dataset, ray_cluster, tmp_p
 
 
 @pytest.mark.timeout(300)
-def test_end_to_end_to_a_real_s3_server(ray_cluster, s3_server, tmp_path):  # noqa: F811
+def test_end_to_end_to_a_real_s3_server(ray_cluster, s3_server, tmp_path):
     from videomar.data_pipelines import storage
     from videomar.data_pipelines.reader import read_bucket
 

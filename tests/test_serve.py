@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.support.s3 import free_port, s3_server  # noqa: F401
+from tests.support.ray_local import local_ray
+from tests.support.s3 import free_port
 from tests.support.tiny_export import write_tiny_export
 from tests.support.videos import decode_mp4, png_b64
 from videomar.data_pipelines import storage
@@ -25,7 +26,7 @@ MP4 = {"Accept": "video/mp4"}
 
 
 @pytest.fixture(scope="module")
-def service(s3_server, tmp_path_factory):  # noqa: F811
+def service(s3_server, tmp_path_factory):
     """A fresh local Ray (started after the S3 variables are set, so replicas see them) with
     two apps: the open one at / and a token-protected one at /secure."""
     import ray
@@ -35,7 +36,7 @@ def service(s3_server, tmp_path_factory):  # noqa: F811
 
     export = write_tiny_export(str(tmp_path_factory.mktemp("export") / "stage"))
     ray.shutdown()
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    local_ray()
     spec = parse_spec({
         "kind": "serve", "checkpoint": export,
         "http": {"host": "127.0.0.1", "port": free_port()},

@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from tests.support.s3 import s3_server  # noqa: F401
 from videomar.data_pipelines import storage
 
 
@@ -43,7 +42,7 @@ def test_local_storage(tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_s3_storage(s3_server, tmp_path):  # noqa: F811
+def test_s3_storage(s3_server, tmp_path):
     root = s3_server.uri("storage-test")
     assert storage.is_s3(root)
     roundtrip(root, tmp_path)

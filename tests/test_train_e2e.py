@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.mlflow_server import mlflow_server  # noqa: F401
-from tests.support.s3 import s3_server  # noqa: F401
 from videomar.data_pipelines import storage
 from videomar.platform.specs import SpecError, parse_spec
 from videomar.platform.training import checkpoint, export
@@ -69,7 +67,7 @@ def first_metric(client, run_id: str, key: str) -> float:
     return min(history, key=lambda m: (m.step, m.timestamp)).value
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(420)
 def test_quickstart_curriculum_two_stages_zero2_rerun_resumes_stage2_starts_from_ema(
         ray_cluster, latents, tmp_path, monkeypatch):
     # Stage 1 loses a worker with no failures allowed: the run fails after its step-2 checkpoint.
@@ -103,7 +101,7 @@ def test_quickstart_curriculum_two_stages_zero2_rerun_resumes_stage2_starts_from
     assert not math.isclose(stage2_ema, stage1_ema, rel_tol=1e-9)  # and it trained from there
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(300)
 def test_zero3_on_s3_with_a_killed_worker_tracked_by_an_mlflow_server(
         ray_cluster, latents, tmp_path, monkeypatch, s3_server, mlflow_server):
     spec = stage("s3-zero3", latents, tmp_path, storage=s3_server.uri("runs"), deepspeed={"zero_stage": 3},
@@ -147,7 +145,7 @@ def test_zero3_on_s3_with_a_killed_worker_tracked_by_an_mlflow_server(
     assert {"export/model.safetensors", "export/config.json", "export/COMPLETE", "export/vae"} <= exported
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(420)
 def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoint(latents, tmp_path, s3_server):
     import ray
     from ray.cluster_utils import Cluster
@@ -182,7 +180,12 @@ def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoi
         cluster.shutdown()
 
 
-def test_bad_specs_fail_before_training_naming_the_problem(latents, tmp_path):
+def test_bad_specs_fail_before_training_naming_the_problem(ray_cluster, latents, tmp_path):
+    # Workers that would take every CPU of the cluster, leaving Ray Data none to feed them.
+    greedy = stage("greedy", latents, tmp_path, scaling={"workers": 4, "cpus_per_worker": 1})
+    with pytest.raises(SpecError, match=r"scaling: 4 workers x cpus_per_worker=1 reserve 4 of the cluster's 4 "
+                                        r"CPUs, leaving 0 for Ray Data"):
+        run_stage(greedy)
     # Frames that are not a bucket of the dataset.
     bad_bucket = stage("bad-bucket", latents, tmp_path, data={"manifest": latents.manifest,
                                                                "bucket": {"frames": 7, "height": 32, "width": 32}})

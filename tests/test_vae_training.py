@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 
-from tests.support.s3 import s3_server  # noqa: F401
 from videomar.data_pipelines import storage
 from videomar.data_pipelines.sample_data import write_sample_videos
 from videomar.errors import ConfigError
@@ -44,7 +43,7 @@ def sample(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(sample, s3_server, ray_local, tmp_path_factory):  # noqa: F811
+def trained(sample, s3_server, ray_local, tmp_path_factory):
     """One real job run (2 DDP workers) with its Ray Train storage and its export on the S3 server:
     its result, the clips it trained on, a local copy of the export read back from S3, and the
     MLflow store it logged to."""
@@ -69,7 +68,7 @@ def test_training_lowers_reconstruction_error(trained):
     assert reconstruction_psnr(load_vae(export), frames) == pytest.approx(result.psnr_after, abs=1e-3)
 
 
-def test_export_to_s3_round_trip_gives_the_trained_latents(trained, s3_server):  # noqa: F811
+def test_export_to_s3_round_trip_gives_the_trained_latents(trained, s3_server):
     result, frames, export, _ = trained
     assert result.output == s3_server.uri("vaes", "v1")
     assert [u.rsplit("/", 1)[-1] for u in storage.list_dir(result.output)] == ["config.json", "model.safetensors"]
@@ -108,7 +107,7 @@ def test_local_export_replaces_an_old_one_whole(trained, tmp_path):
     assert load_vae(target).vae_id == result.vae_id
 
 
-def test_sources_on_s3_are_read(sample, s3_server):  # noqa: F811
+def test_sources_on_s3_are_read(sample, s3_server):
     storage.upload_dir(str(sample), s3_server.uri("sample"))
     remote = load_clips(parse_spec(spec_dict(s3_server.uri("sample", "manifest.jsonl"), "vae")))
     local = load_clips(parse_spec(spec_dict(str(sample / "manifest.jsonl"), "vae")))

@@ -51,10 +51,12 @@ def precompute_spec(sources: str, vae: str, output: str, **changes):
 
 def build_latents(root: Path | str, output: str | None = None, videos: int = VIDEOS) -> Latents:
     """Run the quickstart precompute spec on sample videos under ``root`` into ``output``
-    (default ``root/latents``; may be s3://). Connects to a local Ray if none is connected."""
+    (default ``root/latents``; may be s3://), on the tests' local Ray."""
+    from tests.support.ray_local import local_ray
     from videomar.data_pipelines.manifest import manifest_uri
     from videomar.data_pipelines.sample_data import write_sample_videos
 
+    local_ray()
     root = Path(root)
     sources = write_sample_videos(root / "sample", videos, seed=0, frames=FRAMES, size=SIZE)
     vae = quickstart_vae(root / "vae")

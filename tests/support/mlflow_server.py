@@ -1,7 +1,6 @@
 """A real ``mlflow server`` on loopback for tests.
 
-Use it with ``from tests.support.mlflow_server import mlflow_server  # noqa: F401`` and a test
-argument ``mlflow_server``. The server keeps runs in a sqlite file and artifacts in an absolute
+Tests take it as the argument ``mlflow_server`` (registered once, in conftest.py). The server keeps runs in a sqlite file and artifacts in an absolute
 directory, both in a temporary folder; it runs one worker with job execution disabled (otherwise
 it costs about 1.7 GiB), and is stopped by its PID.
 """

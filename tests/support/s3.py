@@ -1,7 +1,7 @@
 """A real S3 server on loopback for tests: moto's standalone server on a free 127.0.0.1 port.
 
-Use it with ``from tests.support.s3 import s3_server  # noqa: F401`` and a test argument
-``s3_server``. The fixture creates a bucket, points the AWS_* environment at the server for the
+Tests take it as the argument ``s3_server`` (conftest.py registers it once, so the session
+has one server). The fixture creates a bucket, points the AWS_* environment at the server for the
 session (restoring the previous values afterwards) and stops the server by its PID.
 """
 

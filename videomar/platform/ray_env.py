@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import os
 
+# CPU slots a training job leaves free beside its workers, for the Ray Data tasks feeding them.
+DATA_INGEST_CPUS = 1
 
-def ensure_ray(num_cpus: int | None = None) -> None:
+
+def ensure_ray(num_cpus: int | None = None, min_cpus: float = 0) -> None:
+    """Connect to RAY_ADDRESS's cluster, or start a local one.
+
+    A local cluster gets ``num_cpus`` CPUs (default: this machine's cores), and never fewer than
+    ``min_cpus``: Ray's CPUs are scheduling slots, and a job that reserves every slot for its own
+    workers leaves none for the Ray Data tasks feeding them, which then wait forever.
+    """
     import ray
 
     if ray.is_initialized():
@@ -15,4 +24,12 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        cpus = max(num_cpus or os.cpu_count() or 1, int(-(-min_cpus // 1)))
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+
+
+def cluster_cpus() -> float:
+    """CPUs the connected cluster has now (an autoscaling cluster may add more later)."""
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0))

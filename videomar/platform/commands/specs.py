@@ -52,7 +52,7 @@ def cmd_run(args) -> int:
         return 1
     # Before Ray is imported by ensure_ray: the auth settings are read when it connects.
     apply_env_defaults()
-    ensure_ray()
+    ensure_ray(min_cpus=spec.min_cluster_cpus())
     try:
         return spec.run()
     except SpecError as err:  # checks that read storage run inside run(), e.g. a missing dataset

@@ -36,6 +36,10 @@ class JobSpec(Section):
     def source(self) -> str:
         return self._source
 
+    def min_cluster_cpus(self) -> float:
+        """CPUs a local cluster started for this job must have (0: the machine's cores do)."""
+        return 0
+
     def run(self) -> int:  # pragma: no cover - each kind implements it
         raise NotImplementedError(f"kind {self.kind!r} cannot be run yet")
 

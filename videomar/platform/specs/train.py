@@ -175,6 +175,11 @@ class TrainSpec(JobSpec):
 
         preflight(self)
 
+    def min_cluster_cpus(self) -> float:
+        from videomar.platform.ray_env import DATA_INGEST_CPUS
+
+        return self.scaling.workers * self.scaling.cpus_per_worker + DATA_INGEST_CPUS
+
     def run(self) -> int:
         from videomar.platform.training.trainer import run_stage
 

@@ -19,7 +19,8 @@ from typing import Any
 from safetensors.torch import load as load_safetensors
 
 from videomar.data_pipelines import storage
-from videomar.platform.ray_env import ensure_ray
+from videomar.platform.ray_env import DATA_INGEST_CPUS, cluster_cpus, ensure_ray
+from videomar.platform.specs import SpecError
 from videomar.platform.specs.train import TrainSpec
 from videomar.platform.training import checkpoint, export
 from videomar.platform.training.config import StagePlan, plan_stage, preflight
@@ -43,10 +44,10 @@ def run_stage(spec: TrainSpec) -> StageResult:
     info = preflight(spec)
     plan = plan_stage(spec, info)
     init = initial_weights(plan)
+    connect(spec)
     runs = open_stage(plan.tracking, spec.mlflow.curriculum or spec.name, spec.name)
     _log_inputs(runs, plan)
     try:
-        ensure_ray()  # the connected cluster, else an in-process one; never a bare ray.init()
         result = fit(plan, init, runs.run_id, stage_dataset(plan))
         write_stage_export(plan, result.checkpoint)
     except BaseException:
@@ -60,6 +61,22 @@ def run_stage(spec: TrainSpec) -> StageResult:
     return StageResult(export_uri=plan.export_uri, checkpoint_uri=_checkpoint_uri(plan, result.checkpoint),
                        metrics=dict(result.metrics or {}), run_id=runs.run_id, parent_run_id=runs.parent_id,
                        evaluation=evaluate_stage(plan, runs.run_id))
+
+
+def connect(spec: TrainSpec) -> None:
+    """Connect to Ray (the cluster named by RAY_ADDRESS, else an in-process one big enough for
+    the stage) and refuse a cluster whose CPUs the workers would all take: Ray Data could then
+    never schedule the tasks that read the shards, and every worker would wait for data forever."""
+    reserved = spec.scaling.workers * spec.scaling.cpus_per_worker
+    ensure_ray(min_cpus=spec.min_cluster_cpus())
+    have = cluster_cpus()
+    if have - reserved < DATA_INGEST_CPUS:
+        raise SpecError(
+            f"{spec.source}: scaling: {spec.scaling.workers} workers x cpus_per_worker="
+            f"{spec.scaling.cpus_per_worker:g} reserve {reserved:g} of the cluster's {have:g} CPUs, leaving "
+            f"{max(have - reserved, 0):g} for Ray Data to read the shards (it needs {DATA_INGEST_CPUS}); lower "
+            f"scaling.cpus_per_worker or scaling.workers, or run on a cluster with more CPUs"
+        )
 
 
 def evaluate_stage(plan: StagePlan, run_id: str | None) -> dict[str, Any] | None:
