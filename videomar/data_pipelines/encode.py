@@ -46,9 +46,13 @@ class ClipEncoder:
     Clips of different buckets may share a batch; each bucket is encoded as its own sub-batch.
     """
 
-    def __init__(self, vae_uri: str):
+    def __init__(self, vae_uri: str, threads: int | None = None):
         import torch
 
+        # Ray leaves OMP_NUM_THREADS unset for a fractional CPU reservation, and torch would then
+        # start one spinning thread per core in every actor, fighting the decoders for the CPUs.
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.device = pick_device()
         self.vae = load_vae_from(vae_uri).to(self.device).eval()
         self.torch = torch

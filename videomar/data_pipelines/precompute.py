@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -96,17 +97,36 @@ def run_precompute(config: PrecomputeConfig, log: Callable[[str], None] = print)
     summary = Summary(output=cfg.output, manifest=manifest_uri(cfg.output), videos=len(sources),
                       max_error_fraction=cfg.max_error_fraction)
     last_progress = started
-    for row in pipeline(cfg, params, shapes, sources, done).iter_rows():
-        count_row(summary, row)
-        if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-            last_progress = time.monotonic()
-            log(progress_line(summary, started))
+    with shared_budget():
+        for row in pipeline(cfg, params, shapes, sources, done).iter_rows():
+            count_row(summary, row)
+            if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                last_progress = time.monotonic()
+                log(progress_line(summary, started))
     summary.seconds = time.monotonic() - started
     write_errors(cfg.output, summary.errors)
     summary.clips = finalize(cfg, params, shapes, vae, len(sources), len(summary.errors))
     for line in summary.lines():
         log(line)
     return summary
+
+
+@contextmanager
+def shared_budget():
+    """Ray Data without per-operator CPU reservations while the pipeline runs.
+
+    By default Ray Data sets aside a share of the CPUs for each operator; on a small cluster the
+    encoder actors' share leaves the decode operator one task at a time, and decoding (the costly
+    stage on CPUs) runs serially. Object-store backpressure still bounds memory."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    saved = context.op_resource_reservation_enabled
+    context.op_resource_reservation_enabled = False
+    try:
+        yield
+    finally:
+        context.op_resource_reservation_enabled = saved
 
 
 def pipeline(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, sources: list, done: set):
@@ -119,7 +139,7 @@ def pipeline(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, sources: l
     ds = ds.flat_map(decode_source, fn_kwargs={"params": params, "done": frozenset(done)}, num_cpus=cfg.decode_cpus,
                      **remote)
     ds = ds.map_batches(
-        ClipEncoder, fn_constructor_kwargs={"vae_uri": cfg.vae}, batch_size=cfg.encode_batch,
+        ClipEncoder, fn_constructor_kwargs={"vae_uri": cfg.vae, "threads": encoder_threads(cfg)}, batch_size=cfg.encode_batch,
         compute=ray.data.ActorPoolStrategy(size=cfg.encode_workers), num_cpus=cfg.encode_cpus,
         num_gpus=encoder_gpus(cfg) or None, **remote,
     )
@@ -134,6 +154,11 @@ def worker_env(cfg: PrecomputeConfig) -> dict:
         return {}
     env = storage.s3_env()
     return {"runtime_env": {"env_vars": env}} if env else {}
+
+
+def encoder_threads(cfg: PrecomputeConfig) -> int:
+    """torch threads per encoder actor: its whole CPUs, at least one."""
+    return max(1, int(cfg.encode_cpus))
 
 
 def encoder_gpus(cfg: PrecomputeConfig) -> float:
