@@ -71,8 +71,27 @@ def load_manifest(uri: str) -> DatasetManifest:
         raise ValueError(f"{uri}: not valid JSON: {err}") from None
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{uri}: schema_version {data.get('schema_version')!r}; this videomar reads {SCHEMA_VERSION}")
-    buckets = [BucketManifest(**{**b, "latent_shape": tuple(b["latent_shape"])}) for b in data.pop("buckets")]
+    check_fields(uri, "", data, DatasetManifest)
+    buckets = []
+    for i, b in enumerate(data.pop("buckets")):
+        check_fields(uri, f"buckets[{i}].", b, BucketManifest)
+        buckets.append(BucketManifest(**{**b, "latent_shape": tuple(b["latent_shape"])}))
     return DatasetManifest(buckets=buckets, **data)
+
+
+def check_fields(uri: str, where: str, data: dict, kind: type) -> None:
+    """ValueError naming the fields of ``data`` that ``kind`` does not have, or lacks: a manifest
+    written by another videomar version, or edited by hand."""
+    from dataclasses import MISSING, fields
+
+    known = {f.name for f in fields(kind)}
+    required = {f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING}
+    unknown, missing = sorted(set(data) - known), sorted(required - set(data))
+    if unknown or missing:
+        problems = ([f"unknown field(s) {', '.join(where + k for k in unknown)}"] if unknown else []) + (
+            [f"missing field(s) {', '.join(where + k for k in missing)}"] if missing else [])
+        raise ValueError(f"{uri}: {'; '.join(problems)} for schema_version {SCHEMA_VERSION}; was it written by "
+                         f"another videomar version? Re-run the precompute job into a new output folder")
 
 
 def bucket_manifest(bucket: tuple[int, int, int], latent_shape: tuple, shards: list[ShardInfo],
