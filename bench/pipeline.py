@@ -52,8 +52,9 @@ def config(source: str, vae: str, output: str, buckets, target_fps: float | None
     from videomar.data_pipelines.stages import ClipParams
 
     # Two encoder actors, one per core, and decode tasks beside them: every stage overlaps.
+    clips = ClipParams(buckets=buckets, target_fps=target_fps, val_fraction=0.2)
     return PrecomputeConfig(
-        source=source, vae=vae, output=output, clips=ClipParams(buckets=buckets, target_fps=target_fps, val_fraction=0.2),
+        source=source, vae=vae, output=output, clips=clips,
         encode_workers=2, encode_batch=ENCODE_BATCH, encode_cpus=0.5, decode_cpus=0.5, shard_clips=SHARD_CLIPS,
     )
 

@@ -139,7 +139,8 @@ def pipeline(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, sources: l
     ds = ds.flat_map(decode_source, fn_kwargs={"params": params, "done": frozenset(done)}, num_cpus=cfg.decode_cpus,
                      **remote)
     ds = ds.map_batches(
-        ClipEncoder, fn_constructor_kwargs={"vae_uri": cfg.vae, "threads": encoder_threads(cfg)}, batch_size=cfg.encode_batch,
+        ClipEncoder, fn_constructor_kwargs={"vae_uri": cfg.vae, "threads": encoder_threads(cfg)},
+        batch_size=cfg.encode_batch,
         compute=ray.data.ActorPoolStrategy(size=cfg.encode_workers), num_cpus=cfg.encode_cpus,
         num_gpus=encoder_gpus(cfg) or None, **remote,
     )
