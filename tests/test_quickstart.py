@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 def test_quickstart_small_runs_every_step_and_leaves_a_video(tmp_path):
     from videomar.platform.quickstart import SMALL
 
@@ -22,7 +22,7 @@ def test_quickstart_small_runs_every_step_and_leaves_a_video(tmp_path):
     env.pop("RAY_ADDRESS", None)  # the quickstart runs on its own in-process Ray
     proc = subprocess.run(
         [sys.executable, "-m", "videomar.platform.cli", "quickstart", "--small", "--workdir", str(work)],
-        capture_output=True, text=True, timeout=880, env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=580, env=env, cwd=tmp_path,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]

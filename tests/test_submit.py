@@ -27,7 +27,7 @@ from videomar.platform.processes import free_port
 from videomar.platform.submission import JobsClient
 
 # Bounds, not targets: a loaded 2-core machine runs a training stage in one to five minutes.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[1]
 JOB_TIMEOUT_S = 600
 STAGE_STEPS = 2
@@ -107,7 +107,7 @@ def small_stage(stage_file: str, manifest: str, runs: Path, dest: Path, **change
     return write_spec(dest, data)
 
 
-@pytest.mark.timeout(1500)  # two training jobs one after the other
+@pytest.mark.timeout(600)  # two training jobs one after the other (about 2 minutes)
 def test_curriculum_runs_stages_in_order_each_from_the_previous_export(ray_head, precomputed, tmp_path, capsys):
     from videomar.platform.training.export import COMPLETE_MARKER
 
