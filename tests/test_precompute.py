@@ -202,21 +202,20 @@ def settled_keys(output: Path, quiet_s: float = 3.0, limit_s: float = 30.0) -> l
 
 
 def test_a_manifest_from_another_version_is_refused_naming_its_fields(tmp_path):
-    import json
-
     from videomar.data_pipelines.manifest import BucketManifest, DatasetManifest, write_manifest
 
     uri = write_manifest(str(tmp_path), DatasetManifest(
         schema_version=1, vae_id="v", latent_scale=1.0, vae_uri=None, channel_mean=[0.0], channel_std=[1.0],
         errors=0, buckets=[BucketManifest(5, 32, 32, (16, 2, 4, 4), {"train": 1, "val": 0})]))
     assert load_manifest(uri).buckets[0].key == "5x32x32"
-    data = json.loads(open(uri).read())
+    path = Path(uri)
+    data = json.loads(path.read_text())
     data["text_embeddings"] = True
     del data["buckets"][0]["counts"]
-    open(uri, "w").write(json.dumps(data))
+    path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"manifest\.json: unknown field\(s\) text_embeddings for schema_version 1"):
         load_manifest(uri)
     del data["text_embeddings"]
-    open(uri, "w").write(json.dumps(data))
+    path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"missing field\(s\) buckets\[0\]\.counts"):
         load_manifest(uri)

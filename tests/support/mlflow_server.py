@@ -1,8 +1,9 @@
 """A real ``mlflow server`` on loopback for tests.
 
-Tests take it as the argument ``mlflow_server`` (registered once, in conftest.py). The server keeps runs in a sqlite file and artifacts in an absolute
-directory, both in a temporary folder; it runs one worker with job execution disabled (otherwise
-it costs about 1.7 GiB), and is stopped by its PID.
+Tests take it as the argument ``mlflow_server`` (registered once, in conftest.py). The server
+keeps runs in a sqlite file and artifacts in an absolute directory, both in a temporary folder;
+it runs one worker with job execution disabled (otherwise it costs about 1.7 GiB), and is
+stopped by its PID.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ in-process local one. Never a bare ``ray.init()``, which can attach to a stale l
 
 from __future__ import annotations
 
+import math
 import os
 
 # CPU slots a training job leaves free beside its workers, for the Ray Data tasks feeding them.
@@ -24,7 +25,7 @@ def ensure_ray(num_cpus: int | None = None, min_cpus: float = 0) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        cpus = max(num_cpus or os.cpu_count() or 1, int(-(-min_cpus // 1)))
+        cpus = max(num_cpus or os.cpu_count() or 1, math.ceil(min_cpus))
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
 
 

@@ -67,10 +67,11 @@ def connect(spec: TrainSpec) -> None:
     """Connect to Ray (the cluster named by RAY_ADDRESS, else an in-process one big enough for
     the stage) and refuse a cluster whose CPUs the workers would all take: Ray Data could then
     never schedule the tasks that read the shards, and every worker would wait for data forever."""
-    reserved = spec.scaling.workers * spec.scaling.cpus_per_worker
-    ensure_ray(min_cpus=spec.min_cluster_cpus())
+    needed = spec.min_cluster_cpus()
+    reserved = needed - DATA_INGEST_CPUS  # the workers' own CPUs
+    ensure_ray(min_cpus=needed)
     have = cluster_cpus()
-    if have - reserved < DATA_INGEST_CPUS:
+    if have < needed:
         raise SpecError(
             f"{spec.source}: scaling: {spec.scaling.workers} workers x cpus_per_worker="
             f"{spec.scaling.cpus_per_worker:g} reserve {reserved:g} of the cluster's {have:g} CPUs, leaving "
