@@ -77,7 +77,7 @@ def platform_run(spec, rows: list[dict], workdir: str) -> tuple[float, float]:
     from videomar.platform.training.trainer import fit
 
     info = DatasetInfo(manifest_uri=f"{workdir}/manifest.json", latent_shape=LATENT_SHAPE, latent_scale=LATENT_SCALE,
-                       vae_id="bench", vae_uri=None, clips=len(rows))
+                       vae_id="bench", vae_uri=None, clips=len(rows), val_clips=0)
     plan = plan_stage(spec, info)
     runs = open_stage(plan.tracking, "bench-train", spec.name)
     result = fit(plan, None, runs.run_id, ray.data.from_items(rows))
