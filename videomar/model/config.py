@@ -19,6 +19,11 @@ class HeadConfig:
     train_steps: int = 1000  # DDPM steps in training (cosine schedule)
     sample_steps: int = 100  # respaced steps when sampling
     batch_mul: int = 4  # timesteps drawn per token per training step
+    # Sampling keeps each step's predicted x0 within [-x0_clip, x0_clip], the data's range: at the
+    # first respaced step 1/sqrt(alpha_bar) is ~2e4, so an imperfect head's epsilon error becomes
+    # an x0 error in the thousands and the chain explodes. None samples unclipped, as MAR does.
+    # Training stages set it from the dataset's latent statistics (training/config.py).
+    x0_clip: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class ModelConfig:
         for name in ("width", "depth", "train_steps", "sample_steps", "batch_mul"):
             if getattr(hd, name) < 1:
                 raise ConfigError(f"model.head.{name}={getattr(hd, name)} must be >= 1")
+        if hd.x0_clip is not None and not hd.x0_clip > 0:
+            raise ConfigError(f"model.head.x0_clip={hd.x0_clip} must be > 0, or null to sample unclipped")
         if hd.sample_steps > hd.train_steps:
             raise ConfigError(
                 f"model.head.sample_steps={hd.sample_steps} cannot exceed model.head.train_steps={hd.train_steps}"
@@ -153,7 +160,8 @@ def _build_head(base: HeadConfig, value: Any, prefix: str) -> HeadConfig:
     for key in value:
         if key not in names:
             raise ConfigError(f"{prefix}.{key}: unknown field; known fields: {', '.join(sorted(names))}")
-    return dataclasses.replace(base, **{k: _coerce(v, int, f"{prefix}.{k}") for k, v in value.items()})
+    kinds = {name: (float if name == "x0_clip" else int) for name in names}
+    return dataclasses.replace(base, **{k: _coerce(v, kinds[k], f"{prefix}.{k}") for k, v in value.items()})
 
 
 def _coerce(value: Any, kind: type, name: str) -> Any:

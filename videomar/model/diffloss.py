@@ -114,7 +114,7 @@ class DiffusionHead(nn.Module):
             if guided:
                 (eps_c, eps_u), var_value = eps.chunk(2), var_value[:n]
                 eps = eps_u + cfg * (eps_c - eps_u)
-            mean, log_var = diffusion.p_mean_logvar(eps, var_value, x, t)
+            mean, log_var = diffusion.p_mean_logvar(eps, var_value, x, t, self.cfg.x0_clip)
             if i > 0:
                 noise = rng.randn(tuple(x.shape), x.device, generator, x.dtype)
                 x = mean + torch.exp(0.5 * log_var) * noise * temperature

@@ -74,11 +74,15 @@ class GaussianDiffusion:
         mean = self._at(self.post_coef1, t, x0) * x0 + self._at(self.post_coef2, t, x0) * xt
         return mean, self._at(self.post_log_var, t, x0)
 
-    def p_mean_logvar(self, eps, var_value, xt, t):
-        """The reverse step's mean and log variance from the network's (eps, v in [-1, 1])."""
+    def p_mean_logvar(self, eps, var_value, xt, t, x0_clip: float | None = None):
+        """The reverse step's mean and log variance from the network's (eps, v in [-1, 1]).
+        x0_clip keeps the predicted x0 within [-x0_clip, x0_clip] (improved DDPM's clip_denoised
+        with the data's range); None leaves it as predicted."""
         frac = (var_value + 1) / 2
         log_var = frac * self._at(self.log_betas, t, xt) + (1 - frac) * self._at(self.post_log_var, t, xt)
         x0 = self._at(self.sqrt_recip_ac, t, xt) * xt - self._at(self.sqrt_recipm1_ac, t, xt) * eps
+        if x0_clip is not None:
+            x0 = x0.clamp(-x0_clip, x0_clip)
         mean, _ = self.q_posterior(x0, xt, t)
         return mean, log_var
 

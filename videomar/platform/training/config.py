@@ -25,6 +25,12 @@ from videomar.platform.training.faults import Fault, fault_from_env
 from videomar.platform.training.tracking import TrackingTarget, resolve_target
 
 
+# The head's x0 clip is the dataset's scaled latent range: per channel |mean| + this many stds,
+# the widest channel's. Four stds cover all but ~6e-5 of a Gaussian channel.
+RANGE_STDS = 4.0
+X0_RANGE_FALLBACK = 4.0  # scaled latents have about unit std, so 4 is the same bound without stats
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What training needs to know about the latent dataset's bucket."""
@@ -36,6 +42,7 @@ class DatasetInfo:
     vae_uri: str | None  # the VAE export the latents came from (copied into the stage export)
     clips: int  # clips in the chosen split of the bucket
     val_clips: int  # held-out clips of the bucket (what the end-of-stage eval uses)
+    latent_range: float = X0_RANGE_FALLBACK  # |scaled latent| the data reaches (the head's x0 clip)
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,11 @@ def absolute(uri: str) -> str:
     return uri if storage.is_s3(uri) else os.path.abspath(os.path.expanduser(uri))
 
 
-def resolved_spec(spec: TrainSpec) -> TrainSpec:
+def resolved_spec(spec: TrainSpec, info: DatasetInfo) -> TrainSpec:
     data = spec.model_dump(mode="json")
+    head = data["model"]["overrides"].setdefault("head", {})
+    if "x0_clip" not in head:  # an explicit null keeps MAR's unclipped sampling
+        head["x0_clip"] = round(info.latent_range, 4)
     data["data"]["manifest"] = absolute(spec.data.manifest)
     data["storage"] = absolute(spec.storage)
     data["export"] = absolute(spec.export_uri)
@@ -125,7 +135,16 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
         vae_uri=manifest_vae_uri(manifest, manifest_uri),
         clips=clips,
         val_clips=bucket_clips(bucket, "val"),
+        latent_range=latent_range(manifest),
     )
+
+
+def latent_range(manifest: DatasetManifest) -> float:
+    """The range of the dataset's scaled latents, from the manifest's per-channel statistics."""
+    stats = list(zip(manifest.channel_mean, manifest.channel_std))
+    if not stats:
+        return X0_RANGE_FALLBACK
+    return float(manifest.latent_scale) * max(abs(m) + RANGE_STDS * s for m, s in stats)
 
 
 def bucket_clips(bucket: BucketManifest, split: str) -> int:
@@ -146,8 +165,8 @@ def check_init_from(uri: str, spec: TrainSpec, info: DatasetInfo) -> None:
     if export.is_export(uri) or not checkpoint.is_checkpoint(uri):
         export.check_complete(uri, field="init_from.uri")
         config = export.read_export_config(uri, field="init_from.uri")
-        ours = spec.model.build().to_dict()
-        theirs = config.get("model", {})
+        ours = _architecture(spec.model.build().to_dict())
+        theirs = _architecture(config.get("model", {}))
         differ = sorted(k for k in ours if k in theirs and _norm(ours[k]) != _norm(theirs[k]))
         if differ:
             raise ConfigError(
@@ -159,13 +178,19 @@ def check_init_from(uri: str, spec: TrainSpec, info: DatasetInfo) -> None:
                               f"{config['vae_id']}, but data.manifest uses {info.vae_id}")
 
 
+def _architecture(model: dict) -> dict:
+    """A model config without its sampling settings (the head's x0 clip follows each dataset)."""
+    head = {k: v for k, v in model.get("head", {}).items() if k != "x0_clip"}
+    return {**model, "head": head} if "head" in model else model
+
+
 def _norm(value: Any) -> Any:
     return [_norm(v) for v in value] if isinstance(value, (list, tuple)) else (
         {k: _norm(v) for k, v in value.items()} if isinstance(value, dict) else value)
 
 
 def plan_stage(spec: TrainSpec, info: DatasetInfo) -> StagePlan:
-    spec = resolved_spec(spec)
+    spec = resolved_spec(spec, info)
     cuda = spec.scaling.gpus_per_worker > 0
     try:
         precision = resolve_precision(spec.deepspeed.precision, cuda)
