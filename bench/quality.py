@@ -37,7 +37,7 @@ REPORTED = ("val_loss", "psnr", "psnr_copy_last", "ssim", "ssim_copy_last", "dig
 
 def quickstart_spec(name: str, changes: dict[str, Any]):
     """A quickstart job spec with top-level keys replaced and nested sections updated."""
-    from videomar.platform.specs import parse_spec
+    from videomar.platform.jobs import parse_spec
 
     data = yaml.safe_load((JOBS / name).read_text())
     for key, value in changes.items():
@@ -51,11 +51,13 @@ def quickstart_spec(name: str, changes: dict[str, Any]):
 
 
 def run(work: Path, args) -> dict[str, Any]:
-    from videomar.data_pipelines.manifest import manifest_uri
+    from videomar.artifacts.manifest import manifest_uri
     from videomar.data_pipelines.sample_data import write_sample_videos
     from videomar.platform.evaluation.job import evaluate_export
+    from videomar.platform.jobs import execute
     from videomar.platform.ray_env import ensure_ray
     from videomar.platform.specs.eval import EvalOptions
+    from videomar.platform.jobs.train import preflight
     from videomar.platform.training.trainer import run_stage
 
     tracking = f"sqlite:///{work / 'mlflow.db'}"
@@ -63,12 +65,12 @@ def run(work: Path, args) -> dict[str, Any]:
     ensure_ray(num_cpus=max(4, os.cpu_count() or 1))
     vae = quickstart_spec("vae.yaml", {"data": {"source": str(sources)}, "train": {"steps": args.vae_steps},
                                        "output": str(work / "vae")})
-    if vae.run() != 0:
+    if execute(vae) != 0:
         raise RuntimeError("the VAE training job failed")
     latents = str(work / "latents")
     precompute = quickstart_spec("precompute.yaml", {"videos": str(sources), "vae": str(work / "vae"),
                                                      "output": latents, "buckets": [BUCKET]})
-    if precompute.run() != 0:
+    if execute(precompute) != 0:
         raise RuntimeError("the precompute job failed")
     stage = quickstart_spec("stage2.yaml", {
         "name": "bench-quality", "data": {"manifest": manifest_uri(latents), "bucket": BUCKET},
@@ -77,7 +79,7 @@ def run(work: Path, args) -> dict[str, Any]:
         "mlflow": {"tracking_uri": tracking, "experiment": "bench-quality"}, "samples": {"count": 0},
     })
     started = time.perf_counter()
-    trained = run_stage(stage)
+    trained = run_stage(stage, preflight(stage))
     train_minutes = (time.perf_counter() - started) / 60
     options = EvalOptions(videos=args.eval_videos, loss_clips=32, steps=8, batch_size=4)
     result = evaluate_export(trained.export_uri, manifest_uri(latents), BUCKET, options=options,

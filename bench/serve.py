@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tests.support.s3 import free_port
     from tests.support.videos import png_b64
     from videomar.platform.serving.app import start
-    from videomar.platform.specs import parse_spec
+    from videomar.platform.jobs import parse_spec
 
     workdir = Path(tempfile.mkdtemp(prefix="videomar-bench-serve-"))
     checkpoint = args.checkpoint

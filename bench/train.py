@@ -87,7 +87,7 @@ def platform_run(spec, rows: list[dict], workdir: str) -> tuple[float, float]:
 
 
 def bench_spec(name: str, workers: int, steps: int, batch: int, preset: str, workdir: str, threads: int):
-    from videomar.platform.specs import parse_spec
+    from videomar.platform.jobs import parse_spec
 
     t, h, w = LATENT_SHAPE[1:]
     return parse_spec({

@@ -52,13 +52,13 @@ def test_bad_address_is_named(clean_env, capsys):
 
 
 def test_submit_refuses_a_missing_spec_before_connecting(clean_env, capsys):
-    assert cli.main(["submit", "nowhere.yaml", "--address", "http://127.0.0.1:1"]) == 1
+    assert cli.main(["submit", "nowhere.yaml", "--address", "http://127.0.0.1:1"]) == 2  # a user error
     err = capsys.readouterr().err
-    assert "nowhere.yaml" in err and "cannot read spec" in err
+    assert err.startswith("error: ") and "nowhere.yaml" in err and "cannot read spec" in err and err.count("\n") == 1
 
 
 def test_curriculum_refuses_a_missing_stage_before_submitting(clean_env, capsys):
-    assert cli.main(["curriculum", "missing-stage.yaml", "--address", "http://127.0.0.1:1"]) == 1
+    assert cli.main(["curriculum", "missing-stage.yaml", "--address", "http://127.0.0.1:1"]) == 2
     assert "missing-stage.yaml: cannot read spec" in capsys.readouterr().err
 
 

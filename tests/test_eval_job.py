@@ -17,8 +17,8 @@ from videomar.model.vae import load_vae
 from videomar.model.videomar import build_model
 from videomar.platform.evaluation.job import evaluate_export
 from videomar.platform.evaluation.report import EVAL_JSON, PLOT_NAME
-from videomar.platform.specs import parse_spec
-from videomar.platform.training.export import IncompleteExportError, write_export
+from videomar.platform.jobs import execute, parse_spec
+from videomar.artifacts.export import IncompleteExportError, write_export
 from videomar.platform.training.tracking import TAG_ROLE, TAG_STAGE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -59,7 +59,7 @@ def test_eval_job_logs_its_figures_to_the_stages_mlflow_run(ray_cluster, latents
         "options": {"videos": 2, "loss_clips": 4, "steps": 2, "batch_size": 2},
         "mlflow": {"tracking_uri": mlflow_server.uri, "experiment": "eval-e2e"},
     })
-    assert spec.run() == 0
+    assert execute(spec) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["run_id"] == stage_run and printed["stage"] == STAGE
 

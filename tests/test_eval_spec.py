@@ -11,7 +11,8 @@ import yaml
 
 from videomar.platform.evaluation import report
 from videomar.platform.evaluation.job import stage_history, stage_name
-from videomar.platform.specs import SpecError, load_spec, parse_spec
+from videomar.errors import SpecError
+from videomar.platform.jobs import load_spec, parse_spec
 from videomar.platform.specs.eval import EvalSpec
 
 pytestmark = pytest.mark.timeout(240)

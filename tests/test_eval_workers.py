@@ -14,7 +14,7 @@ from videomar.data_pipelines.sample_data import write_sample_videos
 from videomar.platform.evaluation.clips import combine_quality
 from videomar.platform.evaluation.workers import QualityWorker, run_pool
 from videomar.platform.specs.eval import EvalOptions
-from videomar.platform.training.export import load_export
+from videomar.artifacts.export import load_export
 
 pytestmark = pytest.mark.timeout(180)
 BUCKET = (9, 32, 32)

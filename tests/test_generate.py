@@ -12,9 +12,10 @@ import yaml
 
 from tests.support.tiny_export import write_tiny_export
 from tests.support.videos import decode_mp4, png_b64
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 from videomar.platform.cli import main as cli
-from videomar.platform.specs import SpecError, load_spec, parse_spec
+from videomar.errors import SpecError
+from videomar.platform.jobs import load_spec, parse_spec
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -117,7 +118,7 @@ def test_videomar_generate_writes_mp4_gif_and_contact_sheet(tmp_path, export, ca
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(base64.b64decode(png_b64(30, 30)))
-    assert cli([*args[:4], str(bad), *args[5:]]) == 1
+    assert cli([*args[:4], str(bad), *args[5:]]) == 2  # a bad input: one line naming it
     assert "30x30" in capsys.readouterr().err
     assert cli([*args[:6], "0", *args[7:]]) == 2
     assert "--frames" in capsys.readouterr().err

@@ -73,8 +73,8 @@ def test_x0_clip_is_a_validated_head_field():
 
 
 def test_a_stage_clips_x0_to_its_datasets_latent_range_unless_told_null(tmp_path):
-    from videomar.data_pipelines.manifest import BucketManifest, DatasetManifest, write_manifest
-    from videomar.platform.specs import parse_spec
+    from videomar.artifacts.manifest import BucketManifest, DatasetManifest, write_manifest
+    from videomar.platform.jobs import parse_spec
     from videomar.platform.training.config import dataset_info, plan_stage
 
     bucket = BucketManifest(frames=5, height=32, width=32, latent_shape=(4, 2, 4, 4), counts={"train": 8, "val": 2})

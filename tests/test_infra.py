@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from videomar.platform.cli import build_parser
-from videomar.platform.specs import SpecError, load_spec
+from videomar.errors import SpecError
+from videomar.platform.jobs import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"

@@ -19,10 +19,10 @@ import yaml
 
 from tests.support.latents import FRAMES, build_latents, precompute_spec, quickstart_vae
 from videomar.data_pipelines.errors import read_errors
-from videomar.data_pipelines.manifest import load_manifest
+from videomar.artifacts.manifest import load_manifest
 from videomar.data_pipelines.precompute import run_precompute
 from videomar.data_pipelines.sample_data import write_sample_videos
-from videomar.data_pipelines.shards import read_keys, shard_uris
+from videomar.artifacts.shards import read_keys, shard_uris
 
 BUCKETS = ((5, 32, 32), (9, 32, 32))
 CLIPS_PER_VIDEO = {(5, 32, 32): FRAMES // 5, (9, 32, 32): FRAMES // 9}  # non-overlapping clips of 24 frames
@@ -130,7 +130,7 @@ def test_reader_refuses_a_mismatched_shard_or_bucket(dataset, ray_cluster, tmp_p
 
 @pytest.mark.timeout(300)
 def test_end_to_end_to_a_real_s3_server(ray_cluster, s3_server, tmp_path):
-    from videomar.data_pipelines import storage
+    from videomar.artifacts import storage
     from videomar.data_pipelines.reader import read_bucket
 
     latents = build_latents(tmp_path, output=s3_server.uri("latents"), videos=2)
@@ -176,7 +176,7 @@ def test_killed_run_rerun_has_every_clip_exactly_once(ray_cluster, tmp_path):
     expected = videos * sum(CLIPS_PER_VIDEO.values())
     assert 0 < len(partial) < expected and not (output / "manifest.json").exists()
 
-    from videomar.platform.specs import load_spec
+    from videomar.platform.jobs import load_spec
 
     rerun = run_precompute(load_spec(spec_path).config())
     assert rerun.encoded == expected - len(partial) and rerun.skipped == len(partial)
@@ -202,7 +202,7 @@ def settled_keys(output: Path, quiet_s: float = 3.0, limit_s: float = 30.0) -> l
 
 
 def test_a_manifest_from_another_version_is_refused_naming_its_fields(tmp_path):
-    from videomar.data_pipelines.manifest import BucketManifest, DatasetManifest, write_manifest
+    from videomar.artifacts.manifest import BucketManifest, DatasetManifest, write_manifest
 
     uri = write_manifest(str(tmp_path), DatasetManifest(
         schema_version=1, vae_id="v", latent_scale=1.0, vae_uri=None, channel_mean=[0.0], channel_std=[1.0],

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from videomar.platform.cli import build_parser
-from videomar.platform.specs import load_spec
-from videomar.platform.specs.reference import BEGIN, END, reference
+from videomar.platform.jobs import load_spec
+from videomar.platform.jobs.reference import BEGIN, END, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -15,7 +15,7 @@ README = (ROOT / "README.md").read_text()
 
 def test_spec_reference_is_current():
     start, end = README.index(BEGIN), README.index(END) + len(END)
-    assert README[start:end] == reference(), "run: python -m videomar.platform.specs.reference and paste it into README.md"
+    assert README[start:end] == reference(), "run: python -m videomar.platform.jobs.reference and paste it into README.md"
 
 
 def test_the_two_commands_are_in_the_readme_and_the_makefile():

@@ -11,7 +11,7 @@ import torch
 from videomar.errors import ConfigError
 from videomar.model.cache import KVCache
 from videomar.model.config import model_config
-from videomar.model.media import to_uint8_frames, write_outputs
+from videomar.artifacts.media import to_uint8_frames, write_outputs
 from videomar.model.sampler import generate
 from videomar.model.videomar import VideoMAR
 

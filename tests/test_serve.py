@@ -13,12 +13,12 @@ import pytest
 import requests
 
 from tests.support.ray_local import local_ray
-from tests.support.s3 import free_port
+from videomar.platform.processes import free_port
 from tests.support.tiny_export import write_tiny_export
 from tests.support.videos import decode_mp4, png_b64
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 from videomar.platform.serving.auth import TokenCheck, digest
-from videomar.platform.specs import parse_spec
+from videomar.platform.jobs import parse_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 TOKEN = "s3cret-token-for-tests"

@@ -17,7 +17,7 @@ from tests.support.s3 import free_port
 from tests.support.tiny_export import write_tiny_export
 from tests.support.videos import decode_mp4, png_b64
 from videomar.platform.commands.serve import serve_spec_from_args
-from videomar.platform.specs import SpecError
+from videomar.errors import SpecError
 
 START_TIMEOUT_S = 120
 
@@ -49,10 +49,10 @@ def test_serve_refuses_an_incomplete_export_before_starting_anything(tmp_path, c
 
     export = write_tiny_export(str(tmp_path / "export"))
     (tmp_path / "export" / "COMPLETE").unlink()
-    assert cli(["serve", "--checkpoint", export]) == 1
+    assert cli(["serve", "--checkpoint", export]) == 2
     err = capsys.readouterr().err
     assert "checkpoint: export" in err and "COMPLETE" in err
-    assert cli(["serve", "--checkpoint", str(tmp_path / "missing")]) == 1
+    assert cli(["serve", "--checkpoint", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -80,7 +80,7 @@ def test_the_image_is_latent_frame_zero(engine):
     cond = engine.condition([j.image])  # [1, C, 1, H', W'], scaled
     mean, _ = engine.vae.encode(torch.from_numpy(j.image).permute(2, 0, 1)[None, :, None].float() / 127.5 - 1)
     torch.testing.assert_close(cond, mean * engine.vae.scale)
-    from videomar.model.media import decode_latents, to_uint8_frames
+    from videomar.artifacts.media import decode_latents, to_uint8_frames
 
     first = to_uint8_frames(decode_latents(engine.vae, cond)[0])[0]
     assert (engine.run([j])[0][0] == first).all()  # the video opens on the decoded condition image

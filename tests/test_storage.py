@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 
 
 def roundtrip(root: str, tmp_path) -> None:
@@ -23,9 +23,9 @@ def roundtrip(root: str, tmp_path) -> None:
     (src / "sub").mkdir(parents=True)
     (src / "x.json").write_bytes(b"{}")
     (src / "sub" / "y.bin").write_bytes(b"\x00\x01")
-    storage.upload_dir(str(src), storage.join(root, "up"))
+    storage.copy_tree(str(src), storage.join(root, "up"))
     back = tmp_path / "back"
-    storage.download_dir(storage.join(root, "up"), str(back))
+    storage.copy_tree(storage.join(root, "up"), str(back))
     assert (back / "x.json").read_bytes() == b"{}"
     assert (back / "sub" / "y.bin").read_bytes() == b"\x00\x01"
     with pytest.raises(FileNotFoundError, match="nothing-here"):

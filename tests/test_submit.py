@@ -109,7 +109,7 @@ def small_stage(stage_file: str, manifest: str, runs: Path, dest: Path, **change
 
 @pytest.mark.timeout(600)  # two training jobs one after the other (about 2 minutes)
 def test_curriculum_runs_stages_in_order_each_from_the_previous_export(ray_head, precomputed, tmp_path, capsys):
-    from videomar.platform.training.export import COMPLETE_MARKER
+    from videomar.artifacts.layout import COMPLETE_MARKER
 
     runs = tmp_path / "runs"
     stage1 = small_stage("stage1.yaml", precomputed.manifest, runs, tmp_path / "stage1.yaml")
@@ -153,12 +153,13 @@ def test_a_spec_failing_on_the_cluster_reaches_failed_with_its_reason(ray_head, 
     data = yaml.safe_load((ROOT / "jobs" / "quickstart" / "precompute.yaml").read_text())
     data.update(videos=str(missing), vae=quickstart_vae(tmp_path / "vae"), output=str(tmp_path / "latents"))
     spec = write_spec(tmp_path / "precompute.yaml", data)
-    # --follow streams the log as the job runs and exits 1 when it did not succeed.
+    # --follow streams the log as the job runs and exits 1 when it did not succeed; the job's
+    # preflight on the cluster names the missing folder.
     status, followed, err = videomar(capsys, "submit", spec, "--follow", *ray_head.cli_args())
     assert status == 1
     job_id = followed.splitlines()[0]
     assert f"{job_id}: FAILED" in err
-    assert str(missing) in followed and "has no files" in followed
+    assert str(missing) in followed and "does not exist" in followed
     assert client(ray_head).state(job_id).status == "FAILED"
 
     status, out, _ = videomar(capsys, "status", job_id, *ray_head.cli_args())
@@ -167,7 +168,7 @@ def test_a_spec_failing_on_the_cluster_reaches_failed_with_its_reason(ray_head, 
     status, out, _ = videomar(capsys, "logs", job_id, *ray_head.cli_args())
     assert status == 0
     # The reason, from the job's own output on the cluster.
-    assert f"{missing} has no files" in out
+    assert f"{missing} does not exist" in out
     assert not (tmp_path / "latents" / "manifest.json").exists()
 
 

@@ -14,17 +14,25 @@ from pathlib import Path
 import pytest
 import yaml
 
-from videomar.data_pipelines import storage
-from videomar.platform.specs import SpecError, parse_spec
-from videomar.platform.training import checkpoint, export
+from videomar.artifacts import storage
+from videomar.errors import SpecError
+from videomar.platform.jobs import parse_spec
+from videomar.artifacts import export
+from videomar.platform.training import checkpoint
 from videomar.platform.training.faults import FAULT_ENV
 from videomar.platform.training.loop import checksum
 from videomar.platform.training.tracking import TAG_CURRICULUM, TAG_ROLE
+from videomar.platform.jobs.train import preflight
 from videomar.platform.training.trainer import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
 pytestmark = pytest.mark.slow
+
+
+def train(spec):
+    """A stage as ``videomar run`` runs it, with its StageResult: preflight, then the stage."""
+    return run_stage(spec, preflight(spec))
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +82,12 @@ def test_quickstart_curriculum_two_stages_zero2_rerun_resumes_stage2_starts_from
     spec1 = stage("qs-stage1", latents, tmp_path, checkpoint={"every": 2, "keep": 2, "max_failures": 0})
     monkeypatch.setenv(FAULT_ENV, "1:3")
     with pytest.raises(Exception, match="(?i)worker|actor|died"):
-        run_stage(spec1)
+        train(spec1)
     monkeypatch.delenv(FAULT_ENV)
     assert not storage.exists(storage.join(spec1.export_uri, export.COMPLETE_MARKER))
 
     # Re-running the same spec resumes from that checkpoint (step 2), not from step 0.
-    r1 = run_stage(spec1)
+    r1 = train(spec1)
     assert r1.metrics["step"] == STEPS and r1.metrics["resumed"] is True and r1.metrics["start_step"] == 2
     assert len(set(r1.metrics["nodes"])) == 1 and len(r1.metrics["nodes"]) == 2  # 2 workers, 1 node
     loaded = export.load_export(r1.export_uri)
@@ -90,7 +98,7 @@ def test_quickstart_curriculum_two_stages_zero2_rerun_resumes_stage2_starts_from
     spec2 = stage("qs-stage2", latents, tmp_path, stage_file="stage2.yaml",
                   init_from={"uri": r1.export_uri, "carry": ["weights", "ema"]})
     assert spec2.data.bucket.frames > spec1.data.bucket.frames
-    r2 = run_stage(spec2)
+    r2 = train(spec2)
     assert r2.metrics["step"] == STEPS and r2.metrics["start_step"] == 0
     stage1_ema = checksum(export.export_weights(r1.export_uri))
     client = mlflow_client(spec2.mlflow.tracking_uri)
@@ -109,7 +117,7 @@ def test_zero3_on_s3_with_a_killed_worker_tracked_by_an_mlflow_server(
                  samples={"count": 1, "steps": 2, "every": 2, "format": "gif"},
                  checkpoint={"every": 2, "keep": 3, "max_failures": 1})
     monkeypatch.setenv(FAULT_ENV, "1:3")
-    result = run_stage(spec)
+    result = train(spec)
 
     # The killed rank was survived: the new attempt started at the step-2 checkpoint and finished.
     assert result.metrics["step"] == STEPS and result.metrics["resumed"] is True
@@ -158,7 +166,7 @@ def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoi
         cluster.wait_for_nodes()
         first = stage("mn-stage1", latents, tmp_path, storage=s3_server.uri("mn"),
                       scaling={"workers": 2, "placement": "STRICT_SPREAD"}, samples={"count": 0})
-        r1 = run_stage(first)
+        r1 = train(first)
         assert len(set(r1.metrics["nodes"])) == 2  # rank 0 and rank 1 on different nodes
         assert storage.exists(storage.join(r1.export_uri, export.COMPLETE_MARKER))
         # The next stage starts from stage 1's last checkpoint in S3 (not its export): the weights
@@ -166,7 +174,7 @@ def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoi
         second = stage("mn-stage2", latents, tmp_path, stage_file="stage2.yaml", storage=s3_server.uri("mn"),
                        scaling={"workers": 2, "placement": "STRICT_SPREAD"}, samples={"count": 0},
                        init_from={"uri": r1.checkpoint_uri, "carry": ["weights", "ema"]})
-        r2 = run_stage(second)
+        r2 = train(second)
         assert r2.metrics["step"] == STEPS and len(set(r2.metrics["nodes"])) == 2
         carried = checkpoint.checkpoint_weights(r1.checkpoint_uri, ["weights", "ema"])
         client = mlflow_client(second.mlflow.tracking_uri)
@@ -185,23 +193,23 @@ def test_bad_specs_fail_before_training_naming_the_problem(ray_cluster, latents,
     greedy = stage("greedy", latents, tmp_path, scaling={"workers": 4, "cpus_per_worker": 1})
     with pytest.raises(SpecError, match=r"scaling: 4 workers x cpus_per_worker=1 reserve 4 of the cluster's 4 "
                                         r"CPUs, leaving 0 for Ray Data"):
-        run_stage(greedy)
+        train(greedy)
     # Frames that are not a bucket of the dataset.
     bad_bucket = stage("bad-bucket", latents, tmp_path, data={"manifest": latents.manifest,
                                                                "bucket": {"frames": 7, "height": 32, "width": 32}})
     with pytest.raises(SpecError, match=r"data\.bucket: 7x32x32 .* is not in .*manifest.json; its buckets are"):
-        run_stage(bad_bucket)
+        train(bad_bucket)
     # init_from an export whose writer did not finish (no COMPLETE marker).
     half = tmp_path / "half-export"
     half.mkdir()
     (half / export.CONFIG_FILE).write_text("{}")
     bad_init = stage("bad-init", latents, tmp_path, init_from={"uri": str(half)})
     with pytest.raises(SpecError, match=f"init_from.uri: export {half} is incomplete: no COMPLETE marker"):
-        run_stage(bad_init)
+        train(bad_init)
     missing = stage("bad-manifest", latents, tmp_path,
                     data={"manifest": str(tmp_path / "nope.json"), "bucket": {"frames": 5, "height": 32, "width": 32}})
     with pytest.raises(SpecError, match=r"data\.manifest: .*nope\.json does not exist"):
-        run_stage(missing)
+        train(missing)
     # Unknown keys and negative lr are caught when the YAML is parsed.
     with pytest.raises(SpecError, match=r"optim\.base_lr"):
         stage("neg-lr", latents, tmp_path, optim={"batch_size": 2, "base_lr": -1.0})

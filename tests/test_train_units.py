@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from videomar.errors import ConfigError
-from videomar.platform.specs import SpecError, load_spec, parse_spec
-from videomar.platform.training import export
+from videomar.errors import SpecError
+from videomar.platform.jobs import load_spec, parse_spec
+from videomar.artifacts import export
 from videomar.platform.training.deepspeed_config import build_ds_config, resolve_precision
 from videomar.platform.training.ema import EMA
 from videomar.platform.training.faults import FAULT_ENV, Fault, fault_from_env

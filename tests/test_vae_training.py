@@ -11,11 +11,12 @@ import pytest
 import torch
 import yaml
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 from videomar.data_pipelines.sample_data import write_sample_videos
 from videomar.errors import ConfigError
 from videomar.model.vae import load_vae
-from videomar.platform.specs import SpecError, load_spec, parse_spec
+from videomar.errors import SpecError
+from videomar.platform.jobs import load_spec, parse_spec
 from videomar.platform.vae_training import (load_clips, model_pixels, reconstruction_psnr, run_train_vae,
                                           write_export)
 
@@ -55,7 +56,7 @@ def trained(sample, s3_server, ray_local, tmp_path_factory):
     result = run_train_vae(spec)
     assert storage.list_files(s3_server.uri("train-vae-runs")) == [], "the run's checkpoint folder is removed"
     local = tmp_path_factory.mktemp("export") / "vae"
-    storage.download_dir(output, str(local))
+    storage.copy_tree(output, str(local))
     return result, load_clips(spec).frames, local, tracking
 
 
@@ -108,7 +109,7 @@ def test_local_export_replaces_an_old_one_whole(trained, tmp_path):
 
 
 def test_sources_on_s3_are_read(sample, s3_server):
-    storage.upload_dir(str(sample), s3_server.uri("sample"))
+    storage.copy_tree(str(sample), s3_server.uri("sample"))
     remote = load_clips(parse_spec(spec_dict(s3_server.uri("sample", "manifest.jsonl"), "vae")))
     local = load_clips(parse_spec(spec_dict(str(sample / "manifest.jsonl"), "vae")))
     assert np.array_equal(remote.frames, local.frames)

@@ -42,7 +42,7 @@ def quickstart_vae(directory: Path, seed: int = 0) -> str:
 
 def precompute_spec(sources: str, vae: str, output: str, **changes):
     """The quickstart precompute spec with test paths (and any other field changed)."""
-    from videomar.platform.specs import parse_spec
+    from videomar.platform.jobs import parse_spec
 
     data = yaml.safe_load((ROOT / "jobs/quickstart/precompute.yaml").read_text())
     data.update(videos=sources, vae=vae, output=output, **changes)
@@ -53,15 +53,16 @@ def build_latents(root: Path | str, output: str | None = None, videos: int = VID
     """Run the quickstart precompute spec on sample videos under ``root`` into ``output``
     (default ``root/latents``; may be s3://), on the tests' local Ray."""
     from tests.support.ray_local import local_ray
-    from videomar.data_pipelines.manifest import manifest_uri
+    from videomar.artifacts.manifest import manifest_uri
     from videomar.data_pipelines.sample_data import write_sample_videos
+    from videomar.platform.jobs import execute
 
     local_ray()
     root = Path(root)
     sources = write_sample_videos(root / "sample", videos, seed=0, frames=FRAMES, size=SIZE)
     vae = quickstart_vae(root / "vae")
     output = output or str(root / "latents")
-    status = precompute_spec(str(sources), vae, output).run()
+    status = execute(precompute_spec(str(sources), vae, output))
     if status != 0:
         raise RuntimeError(f"precompute exited with status {status}")
     return Latents(manifest=manifest_uri(output), vae=vae, videos=str(sources), output=output)

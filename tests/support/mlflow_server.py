@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
+
 import subprocess
 import sys
 import tempfile
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from videomar.platform.processes import free_port
+
 START_TIMEOUT_S = 90.0
 
 
@@ -30,12 +32,6 @@ class MlflowServer:
     uri: str
     pid: int
     artifacts: Path  # where the server stores artifacts (absolute)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_until_up(uri: str, proc: subprocess.Popen, log: Path) -> None:
@@ -69,7 +65,7 @@ def mlflow_server():
     root = Path(tempfile.mkdtemp(prefix="videomar-mlflow-server-"))
     artifacts = root / "artifacts"
     artifacts.mkdir()
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     log = root / "server.log"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

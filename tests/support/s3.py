@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from videomar.artifacts.storage import DEFAULT_S3_REGION
+from videomar.platform.processes import free_port
 
 START_TIMEOUT_S = 30.0
 BUCKET = "videomar-test"
@@ -35,12 +37,6 @@ class S3Server:
     def uri(self, *parts: str) -> str:
         """``s3://bucket/part/...`` inside the test bucket."""
         return "/".join([f"s3://{self.bucket}", *[p.strip("/") for p in parts]])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def moto_executable() -> str:
@@ -93,8 +89,8 @@ def s3_server():
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": DEFAULT_S3_REGION,
+        "AWS_DEFAULT_REGION": DEFAULT_S3_REGION,
     }
     saved = {k: os.environ.get(k) for k in env}
     try:

@@ -1,5 +1,5 @@
 """A tiny, complete stage export for serving and generation tests, written through the training
-engineer's public writer (videomar.platform.training.export.write_export)."""
+engineer's public writer (videomar.artifacts.export.write_export)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from videomar.model.config import model_config
 from videomar.model.vae import CausalVideoVAE, VAEConfig
 from videomar.model.videomar import build_model
-from videomar.platform.training.export import write_export
+from videomar.artifacts.export import write_export
 
 # A 32x32 image -> a 4x4 latent grid; 4 pixel frames per latent frame.
 IMAGE_SIZE = 32

@@ -65,7 +65,7 @@ def open_video(source: str | bytes):
     or FileNotFoundError when the file does not exist."""
     import decord
 
-    from videomar.data_pipelines import storage
+    from videomar.artifacts import storage
 
     where = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     try:

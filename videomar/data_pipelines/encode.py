@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 
 # Rows that carry a clip to encode; other rows (skipped clips, errors) pass through untouched.
 CLIP = "clip"
@@ -22,7 +22,7 @@ def load_vae_from(uri: str):
     if not storage.is_s3(uri):
         return load_vae(uri)
     with tempfile.TemporaryDirectory(prefix="videomar-vae-") as tmp:
-        storage.download_dir(uri, tmp)
+        storage.copy_tree(uri, tmp)
         return load_vae(tmp)
 
 

@@ -30,7 +30,7 @@ def write_errors(output: str, errors: list[InputError]) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from videomar.data_pipelines import storage
+    from videomar.artifacts import storage
 
     columns = {name: pa.array([getattr(e, name) for e in errors], pa.string())
                for name in ("path", "stage", "error_class", "message")}
@@ -45,7 +45,7 @@ def read_errors(output: str) -> list[InputError]:
     """The errors table of a dataset (empty when it has none)."""
     import pyarrow.parquet as pq
 
-    from videomar.data_pipelines import storage
+    from videomar.artifacts import storage
 
     uri = storage.join(output, ERRORS_FILE)
     if not storage.exists(uri):

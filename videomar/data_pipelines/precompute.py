@@ -13,13 +13,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 from videomar.data_pipelines.encode import CLIP, ClipEncoder, load_vae_from
 from videomar.data_pipelines.errors import InputError, write_errors
-from videomar.data_pipelines.manifest import (DatasetManifest, bucket_manifest, channel_stats, manifest_uri,
+from videomar.artifacts.manifest import (DatasetManifest, bucket_manifest, channel_stats, manifest_uri,
                                               write_manifest)
-from videomar.data_pipelines.shards import SCHEMA_VERSION, ShardInfo, read_keys, read_shard_info, shard_uris
-from videomar.data_pipelines.sources import absolute, list_sources
+from videomar.artifacts.shards import SCHEMA_VERSION, ShardInfo, read_keys, read_shard_info, shard_uris
+from videomar.data_pipelines.sources import list_sources
 from videomar.data_pipelines.stages import ERROR, SKIP, WRITTEN, ClipParams, decode_source, write_batch
 
 PROGRESS_EVERY_S = 5.0
@@ -41,7 +41,7 @@ class PrecomputeConfig:
 
     def resolved(self) -> "PrecomputeConfig":
         """Local paths made absolute on the driver: Ray workers run in other directories."""
-        return replace(self, source=absolute(self.source), vae=absolute(self.vae), output=absolute(self.output))
+        return replace(self, source=storage.absolute(self.source), vae=storage.absolute(self.vae), output=storage.absolute(self.output))
 
 
 @dataclass

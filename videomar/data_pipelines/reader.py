@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from videomar.data_pipelines import storage
-from videomar.data_pipelines.manifest import BucketManifest, DatasetManifest, load_manifest
-from videomar.data_pipelines.shards import LATENT_COLUMNS, read_shard_info
+from videomar.artifacts import storage
+from videomar.artifacts.manifest import BucketManifest, DatasetManifest, load_manifest
+from videomar.artifacts.shards import LATENT_COLUMNS, read_shard_info
 
 SPLITS = ("train", "val", "all")
 
@@ -47,14 +47,8 @@ def find_bucket(manifest: DatasetManifest, bucket: tuple[int, int, int], manifes
 
 
 def shard_locations(manifest_uri: str, entry: BucketManifest) -> list[str]:
-    base = manifest_uri.rsplit("/", 1)[0] if storage.is_s3(manifest_uri) else _local_dir(manifest_uri)
-    return [s if storage.is_s3(s) or s.startswith("/") else storage.join(base, *s.split("/")) for s in entry.shards]
-
-
-def _local_dir(uri: str) -> str:
-    import os
-
-    return os.path.dirname(os.path.abspath(uri))
+    base = storage.folder_of(manifest_uri)
+    return [storage.resolve(s, base) for s in entry.shards]
 
 
 def check_shards(uris: list[str], manifest: DatasetManifest, entry: BucketManifest) -> None:

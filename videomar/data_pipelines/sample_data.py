@@ -11,18 +11,20 @@ written last so a manifest always lists whole videos.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from videomar.artifacts.media import DEFAULT_FPS, write_mp4
+from videomar.artifacts.storage import atomic_path
+
 MANIFEST_NAME = "manifest.jsonl"
 VIDEO_DIR = "videos"
 DEFAULT_FRAMES = 32
 DEFAULT_SIZE = 64
-DEFAULT_FPS = 8
+SAMPLE_CRF = 18  # near-lossless: the digits' edges survive encoding for the VAE to learn
 # Velocity components below this fraction of the speed are not named in the caption.
 DIRECTION_THRESHOLD = 0.35
 
@@ -114,23 +116,6 @@ def bounce(pos: float, vel: float, limit: float) -> tuple[float, float]:
     return pos, vel
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
-    """Encode uint8 [T, H, W, 3] frames as H.264 MP4, atomically (temporary name, then rename)."""
-    import imageio_ffmpeg
-
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
-    h, w = frames.shape[1:3]
-    writer = imageio_ffmpeg.write_frames(
-        str(tmp), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
-        ffmpeg_log_level="error", quality=None, output_params=["-crf", "18", "-threads", "1"],
-    )
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
-    os.replace(tmp, path)
-
-
 def write_sample_videos(output: str | Path, videos: int, seed: int = 0, frames: int = DEFAULT_FRAMES,
                         size: int = DEFAULT_SIZE, fps: int = DEFAULT_FPS) -> Path:
     """Write ``videos`` MP4s and their manifest under ``output``; returns the manifest path."""
@@ -143,11 +128,10 @@ def write_sample_videos(output: str | Path, videos: int, seed: int = 0, frames: 
     rows = []
     for index in range(videos):
         video = plan_video(seed, index, frames, size, fps)
-        write_mp4(out / video.path, render(video), fps)
+        write_mp4(render(video), out / video.path, fps, crf=SAMPLE_CRF)
         rows.append(json.dumps({"path": video.path, "caption": video.caption, **{
             k: v for k, v in asdict(video).items() if k not in ("path", "caption")}}))
     manifest = out / MANIFEST_NAME
-    tmp = manifest.with_name(f".{MANIFEST_NAME}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(rows) + "\n")
-    os.replace(tmp, manifest)
+    with atomic_path(manifest) as tmp:
+        tmp.write_text("\n".join(rows) + "\n")
     return manifest

@@ -11,10 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import asdict, dataclass
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
 # In a folder source, ``NAME.txt`` beside a video ``NAME.ext`` holds its caption.
@@ -34,18 +33,13 @@ class VideoSource:
         return {**asdict(self), "end": -1 if self.end is None else self.end}
 
 
-def absolute(uri: str) -> str:
-    """A local path made absolute against the current directory; s3:// URIs unchanged."""
-    return str(uri) if storage.is_s3(str(uri)) else os.path.abspath(os.path.expanduser(str(uri)))
-
-
 def is_manifest(uri: str) -> bool:
     return str(uri).lower().endswith(MANIFEST_SUFFIXES)
 
 
 def list_sources(source: str) -> list[VideoSource]:
     """The inputs named by ``source`` (a folder, an s3:// prefix or a manifest), sorted by URI."""
-    source = absolute(source)
+    source = storage.absolute(source)
     if is_manifest(source):
         return manifest_sources(source)
     files = storage.list_files(source)
@@ -66,13 +60,13 @@ def list_sources(source: str) -> list[VideoSource]:
 def manifest_sources(uri: str) -> list[VideoSource]:
     """Rows of a CSV/JSONL/Parquet manifest; relative paths resolve against the manifest's folder."""
     rows = read_manifest_rows(uri)
-    base = uri.rsplit("/", 1)[0] if storage.is_s3(uri) else os.path.dirname(uri)
+    base = storage.folder_of(uri)
     out = []
     for number, row in enumerate(rows, start=1):
         path = str(row.get("path") or "").strip()
         if not path:
             raise ValueError(f"{uri}: row {number} has no 'path'")
-        location = path if storage.is_s3(path) or os.path.isabs(path) else storage.join(base, path)
+        location = storage.resolve(path, base)
         out.append(VideoSource(
             uri=location, caption=str(row.get("caption") or ""), identity=identity(location), name=path,
             start=int(row.get("start") or 0), end=None if row.get("end") in (None, "") else int(row["end"]),

@@ -16,7 +16,7 @@ import numpy as np
 from videomar.data_pipelines import clips as clip_ops
 from videomar.data_pipelines.encode import CLIP
 from videomar.data_pipelines.errors import InputError
-from videomar.data_pipelines.shards import METADATA_COLUMNS, content_key, split_of, write_shard
+from videomar.artifacts.shards import METADATA_COLUMNS, content_key, split_of, write_shard
 
 SKIP, ERROR, WRITTEN = "skip", "error", "written"
 

@@ -8,6 +8,10 @@ import argparse
 import importlib
 import sys
 
+from videomar.errors import UserError
+
+USER_ERROR_STATUS = 2  # a bad spec, flag or input; 1 is a job that ran and failed
+
 # One module per verb group; each adds its verbs to the parser.
 COMMAND_MODULES = [
     "videomar.platform.commands.specs",
@@ -33,13 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. A UserError (anywhere below) is printed as one line, without a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return USER_ERROR_STATUS
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from typing import Callable
 
 import yaml
 
-from videomar.platform.specs import JobSpec, SpecError, load_spec, parse_spec
+from videomar.errors import SpecError
+from videomar.platform.jobs import load_spec, parse_spec
+from videomar.platform.specs.base import JobSpec
 from videomar.platform.submission import JobsClient, JobState
 
 # Lines of a failed stage's log quoted in the reason.

@@ -14,6 +14,8 @@ import shlex
 from pathlib import Path
 from typing import Mapping
 
+from videomar.artifacts.storage import atomic_path
+
 # Where ``videomar up`` keeps its state (env file, PIDs, logs) unless told otherwise.
 DEFAULT_STATE_DIR = ".videomar"
 ENV_FILE_NAME = "env"
@@ -35,12 +37,8 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> None:
         if not _NAME.match(name):
             raise ValueError(f"env file {path}: {name!r} is not a valid variable name")
     text = "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in values.items())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # created 0600, like every temporary file of atomic_path
+        tmp.write_text(text)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from videomar.artifacts import storage
+from videomar.artifacts.storage import atomic_path
 from videomar.platform import processes
 from videomar.platform.envfile import ENV_FILE_NAME, write_env_file
 from videomar.platform.processes import ProcessError, ProcessRecord
@@ -31,7 +33,6 @@ TOKEN_FILE_NAME = "ray_auth_token"
 # Start-up limits on a busy machine: a Ray head imports a lot before its dashboard answers.
 RAY_START_TIMEOUT_S = 120.0
 SERVER_START_TIMEOUT_S = 90.0
-S3_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ def start_s3(state_dir: Path, port: int, bucket: str, env: Mapping[str, str]) ->
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": f"videomar-{secrets.token_hex(4)}",
         "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
-        "AWS_DEFAULT_REGION": S3_REGION,
+        "AWS_DEFAULT_REGION": storage.DEFAULT_S3_REGION,
         "VIDEOMAR_S3_BUCKET": bucket,
     }
     return record, settings
@@ -197,10 +198,8 @@ def read_state(state_dir: Path) -> dict | None:
 
 
 def write_state(state_dir: Path, state: dict) -> None:
-    path = state_path(state_dir)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
+    with atomic_path(state_path(state_dir)) as tmp:
+        tmp.write_text(json.dumps(state, indent=2))
 
 
 def running_records(state: dict | None) -> list[ProcessRecord]:

@@ -67,6 +67,7 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
         specs = _write_specs(work, plan)
         with progress.step("sample videos of moving handwritten digits"):
             _sample_videos(work, plan)
+        from videomar.platform.jobs import execute
         from videomar.platform.ray_env import ensure_ray
 
         with progress.step("start an in-process Ray"):
@@ -74,7 +75,7 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
         for name in STAGES:
             spec = specs[name]
             with progress.step(f"{spec.kind}: {spec.name or name} ({name})"):
-                status = spec.run()
+                status = execute(spec)
                 if status != 0:
                     raise QuickstartError(f"{name} ({spec.kind}) failed with exit status {status}")
         with progress.step("generate a video from a held-out first frame (KV-cached sampler)"):
@@ -87,7 +88,7 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
 
 def _write_specs(work: Path, plan: Plan) -> dict:
     """Copy the quickstart specs into the work dir (with --small overrides) and validate them."""
-    from videomar.platform.specs import parse_spec
+    from videomar.platform.jobs import parse_spec
 
     specs = {}
     for name in STAGES + OTHER_SPECS:
@@ -129,7 +130,7 @@ def _held_out_frame(work: Path, size: tuple[int, int]) -> Path:
 
 def _generate(work: Path, plan: Plan) -> dict[str, Path]:
     from videomar.platform.cli import main as cli
-    from videomar.platform.training.export import load_export
+    from videomar.artifacts.export import load_export
 
     export_uri = str(work / "runs" / "quickstart-stage2" / "export")
     bucket = load_export(export_uri).config["bucket"]

@@ -6,7 +6,8 @@ runs, built from a ``kind: serve`` spec baked into the image. The HTTP host and 
 the RayService's ``http_options``, not from the spec.
 """
 
-from videomar.platform.specs import SpecError, load_spec
+from videomar.errors import SpecError
+from videomar.platform.jobs import load_spec
 
 
 def app(args: dict):

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from videomar.platform.envfile import env_defaults
-from videomar.platform.specs import JobSpec, load_spec
+from videomar.platform.jobs import load_spec
+from videomar.platform.specs.base import JobSpec
 
 # Variables that Ray's own client reads and that would override an explicit address.
 ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")

@@ -27,12 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 from videomar.errors import ConfigError
 from videomar.model.vae import CausalVideoVAE, VAEConfig, VideoVAE
-from videomar.model.vae.base import CONFIG_FILE, WEIGHTS_FILE
+from videomar.artifacts.layout import CONFIG_FILE, WEIGHTS_FILE
 from videomar.platform.specs.train_vae import TrainVAESpec
-from videomar.platform.training.config import absolute
 
 # Pixels are in [-1, 1]: the peak-to-peak range in PSNR = 10 log10(range^2 / MSE).
 PIXEL_RANGE = 2.0
@@ -65,7 +64,7 @@ def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
     """Train, measure and export the VAE the spec describes; returns what it did."""
     from videomar.platform.ray_env import ensure_ray
 
-    output = absolute(spec.output)
+    output = storage.absolute(spec.output)
     clips = load_clips(spec)
     out(f"train-vae: {len(clips.frames)} clips of {spec.data.frames}x{spec.data.height}x{spec.data.width} "
         f"from {clips.videos} videos ({len(clips.skipped)} skipped)")
@@ -102,9 +101,9 @@ def list_videos(source: str) -> list:
     try:
         videos = list_sources(source)
     except (OSError, ValueError) as err:
-        raise ConfigError(f"data.source={absolute(source)}: {err}") from None
+        raise ConfigError(f"data.source={storage.absolute(source)}: {err}") from None
     if not videos:
-        raise ConfigError(f"data.source={absolute(source)}: lists no videos")
+        raise ConfigError(f"data.source={storage.absolute(source)}: lists no videos")
     return videos
 
 
@@ -128,7 +127,7 @@ def load_clips(spec: TrainVAESpec) -> ClipSet:
         clips += got
         used += 1
     if not clips:
-        raise ConfigError(f"data.source={absolute(d.source)}: no clip could be read from {len(videos)} videos")
+        raise ConfigError(f"data.source={storage.absolute(d.source)}: no clip could be read from {len(videos)} videos")
     return ClipSet(frames=np.stack(clips), videos=used, skipped=skipped)
 
 
@@ -223,7 +222,7 @@ def run_config(spec: TrainVAESpec, scratch: str):
 
     if spec.storage is None:
         return RunConfig(name=spec.name, storage_path=scratch)
-    uri = absolute(spec.storage)
+    uri = storage.absolute(spec.storage)
     fs, path = storage.filesystem(uri)
     env = storage.s3_env() if storage.is_s3(uri) else {}
     return RunConfig(name=f"{spec.name}-{uuid.uuid4().hex[:8]}", storage_path=path,

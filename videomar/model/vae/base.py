@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
@@ -18,8 +17,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+from videomar.artifacts.layout import CONFIG_FILE, WEIGHTS_FILE
+from videomar.artifacts.storage import atomic_path
+
 
 
 class VideoVAE(nn.Module, ABC):
@@ -78,13 +78,9 @@ def sample_posterior(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.
 
 def export_files(directory: str, write_weights: Callable[[str], None], config: dict) -> None:
     """Write ``WEIGHTS_FILE`` (via ``write_weights(path)``) and then ``CONFIG_FILE`` into a local
-    directory, each to a temporary name first and renamed into place, config last: a directory
-    with a config.json has whole weights beside it."""
+    directory, each atomically, config last: a directory with a config.json has whole weights."""
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
-    write_weights(str(tmp))
-    os.replace(tmp, out / WEIGHTS_FILE)
-    tmp = out / f".{CONFIG_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, out / CONFIG_FILE)
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        write_weights(str(tmp))
+    with atomic_path(out / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(config, indent=2) + "\n")

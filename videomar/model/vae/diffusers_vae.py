@@ -8,7 +8,6 @@ compression is 1; the latent scale constant is the model's own ``scaling_factor`
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,7 +15,9 @@ from pathlib import Path
 import torch
 
 from videomar.errors import ConfigError
-from videomar.model.vae.base import CONFIG_FILE, VideoVAE
+from videomar.artifacts.layout import CONFIG_FILE
+from videomar.artifacts.storage import atomic_path
+from videomar.model.vae.base import VideoVAE
 
 
 class DiffusersFrameVAE(VideoVAE):
@@ -76,8 +77,9 @@ class DiffusersFrameVAE(VideoVAE):
         try:
             self.model.save_pretrained(str(staging), safe_serialization=True)
             names = sorted(p.name for p in staging.iterdir() if p.name != CONFIG_FILE) + [CONFIG_FILE]
-            for name in names:
-                os.replace(staging / name, out / name)
+            for name in names:  # each file whole, config.json last
+                with atomic_path(out / name) as tmp:
+                    shutil.copyfile(staging / name, tmp)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

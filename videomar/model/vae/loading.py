@@ -8,7 +8,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from videomar.errors import ConfigError
-from videomar.model.vae.base import CONFIG_FILE, WEIGHTS_FILE, VideoVAE
+from videomar.artifacts.layout import CONFIG_FILE, WEIGHTS_FILE
+from videomar.model.vae.base import VideoVAE
 from videomar.model.vae.causal import CausalVideoVAE
 from videomar.model.vae.config import CONFIG_FORMAT, VAEConfig
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from videomar.artifacts.media import DEFAULT_FPS
     from videomar.data_pipelines import sample_data as sd
 
     p = sub.add_parser(
@@ -18,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--frames", type=int, default=sd.DEFAULT_FRAMES, help=f"frames per video (default {sd.DEFAULT_FRAMES})")
     p.add_argument("--size", type=int, default=sd.DEFAULT_SIZE, help=f"canvas side in pixels (default {sd.DEFAULT_SIZE})")
-    p.add_argument("--fps", type=int, default=sd.DEFAULT_FPS, help=f"frames per second (default {sd.DEFAULT_FPS})")
+    p.add_argument("--fps", type=int, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS})")
     p.set_defaults(func=cmd_sample_data)
 
 

@@ -76,14 +76,9 @@ def _fail(err: Exception) -> int:
 
 
 def cmd_submit(args) -> int:
-    from videomar.platform.specs import SpecError
     from videomar.platform.submission import SubmissionError, load_spec_text
 
-    try:
-        spec, text = load_spec_text(args.spec)
-    except SpecError as err:
-        print(f"invalid: {err}", file=sys.stderr)
-        return 1
+    spec, text = load_spec_text(args.spec)
     try:
         client = _client(args)
         job_id = client.submit(spec, text, _file_name(args.spec))
@@ -160,14 +155,9 @@ def cmd_list(args) -> int:
 
 def cmd_curriculum(args) -> int:
     from videomar.platform.curriculum import load_stages, run_curriculum
-    from videomar.platform.specs import SpecError
     from videomar.platform.submission import SubmissionError
 
-    try:
-        stages = load_stages(args.specs)
-    except SpecError as err:
-        print(f"invalid: {err}", file=sys.stderr)
-        return 1
+    stages = load_stages(args.specs)
     try:
         result = run_curriculum(_client(args), stages)
     except SubmissionError as err:

@@ -3,8 +3,6 @@ this machine, no Serve needed)."""
 
 from __future__ import annotations
 
-import sys
-
 FRAMES_HELP = "pixel frames of the output video, the condition image included as frame 0"
 
 
@@ -47,7 +45,8 @@ def register(sub) -> None:
 
 def serve_spec_from_args(args):
     """The ServeSpec the arguments describe (SpecError names what is wrong)."""
-    from videomar.platform.specs import SpecError, load_spec, parse_spec
+    from videomar.errors import SpecError
+    from videomar.platform.jobs import load_spec, parse_spec
 
     if bool(args.spec) == bool(args.checkpoint):
         raise SpecError("give either SPEC.yaml or --checkpoint URI")
@@ -64,51 +63,36 @@ def serve_spec_from_args(args):
 
 
 def cmd_serve(args) -> int:
-    from videomar.errors import ConfigError
-    from videomar.platform.ray_env import ensure_ray
-    from videomar.platform.serving.app import serve_forever
-    from videomar.platform.serving.auth import AuthError, TokenCheck
-    from videomar.platform.specs import SpecError
-    from videomar.platform.training.export import check_complete
+    from videomar.platform import jobs
 
-    try:  # fail here, before Ray starts, on a bad spec, an unreadable token or an incomplete export
-        spec = serve_spec_from_args(args)
-        TokenCheck.from_config(spec.auth)
-        check_complete(spec.checkpoint, "checkpoint")
-    except (SpecError, AuthError, ConfigError) as err:
-        print(f"serve: {err}", file=sys.stderr)
-        return 1
-    ensure_ray()
-    return serve_forever(spec)
+    # A bad spec, an unreadable token or an incomplete export fails in preflight, before Ray starts.
+    return jobs.execute(serve_spec_from_args(args))
 
 
 def cmd_generate(args) -> int:
     import pydantic
 
-    from videomar.errors import ConfigError
-    from videomar.model.media import write_outputs
+    from videomar.errors import UserError
+    from videomar.artifacts.media import write_outputs
     from videomar.platform.serving.engine import Engine, Job
-    from videomar.platform.serving.requests import RequestError, image_from_bytes
+    from videomar.platform.serving.requests import image_from_bytes
     from videomar.platform.specs.generate import GenerateDefaults
 
     if not args.out.endswith(".mp4"):
-        print(f"generate: --out {args.out}: must end in .mp4", file=sys.stderr)
-        return 2
+        raise UserError(f"--out {args.out}: must end in .mp4")
     try:
         given = {k: getattr(args, k) for k in ("frames", "steps", "cfg", "temperature", "seed")}
         s = GenerateDefaults(**{k: v for k, v in given.items() if v is not None})
     except pydantic.ValidationError as err:
         e = err.errors()[0]
-        print(f"generate: --{e['loc'][0]}: {e['msg']}", file=sys.stderr)
-        return 2
+        raise UserError(f"--{e['loc'][0]}: {e['msg']}") from None
     try:
         with open(args.image, "rb") as f:
             raw = f.read()
-        engine = Engine.load(args.checkpoint)
-        image = image_from_bytes(raw, f"--image {args.image}", None, engine.spatial_multiple)
-    except (OSError, ConfigError, RequestError, ValueError) as err:
-        print(f"generate: {err}", file=sys.stderr)
-        return 1
+    except OSError as err:
+        raise UserError(f"--image {args.image}: {err.strerror or err}") from None
+    engine = Engine.load(args.checkpoint)
+    image = image_from_bytes(raw, f"--image {args.image}", None, engine.spatial_multiple)
     job = Job(image=image, prompt=args.prompt, frames=s.frames, steps=s.steps, cfg=s.cfg,
               temperature=s.temperature, seed=s.seed)
     frames = engine.run([job])[0]

@@ -139,7 +139,7 @@ class DigitClassifier:
 
     def save(self, path: Path) -> None:
         """Atomic: readers see either no file or the whole one."""
-        from videomar.data_pipelines.storage import write_bytes_atomic
+        from videomar.artifacts.storage import write_bytes_atomic
 
         buf = io.BytesIO()
         np.savez(buf, weight=self.weight.numpy(), bias=self.bias.numpy(), version=np.array(CLASSIFIER_VERSION))

@@ -95,7 +95,7 @@ class TorchScriptExtractor:
     """
 
     def __init__(self, source: str, size: int | None = None, call_kwargs: dict[str, Any] | None = None):
-        from videomar.data_pipelines import storage
+        from videomar.artifacts import storage
 
         try:
             blob = storage.read_bytes(source)

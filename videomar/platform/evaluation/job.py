@@ -59,7 +59,7 @@ def evaluate_export(
     ``feature_extractor``.
     """
     from videomar.data_pipelines.reader import read_bucket
-    from videomar.platform.training.export import read_export_config
+    from videomar.artifacts.export import read_export_config
 
     options = options or EvalOptions()
     started = time.monotonic()
@@ -100,8 +100,8 @@ def evaluate_export(
 def _export_spec(export_uri: str) -> dict[str, Any]:
     import yaml
 
-    from videomar.data_pipelines import storage
-    from videomar.platform.training.export import SPEC_FILE
+    from videomar.artifacts import storage
+    from videomar.artifacts.layout import SPEC_FILE
 
     uri = storage.join(export_uri, SPEC_FILE)
     return yaml.safe_load(storage.read_bytes(uri)) if storage.exists(uri) else {}
@@ -145,7 +145,7 @@ def stage_run(spec, stage: str) -> tuple[str, str, bool]:
     """
     from mlflow.tracking import MlflowClient
 
-    from videomar.data_pipelines import storage
+    from videomar.artifacts import storage
     from videomar.platform.training.tracking import TAG_ROLE, TAG_STAGE, experiment_id, resolve_target
 
     workdir = "runs" if storage.is_s3(spec.export) else str(Path(spec.export).resolve().parent.parent)

@@ -36,7 +36,7 @@ def _finite_or_none(value: Any) -> Any:
 
 def write_eval_json(export_uri: str, result: dict[str, Any]) -> str:
     """Write ``result`` as ``<export>/eval.json`` (atomically; NaN and inf become null)."""
-    from videomar.data_pipelines import storage
+    from videomar.artifacts import storage
 
     uri = storage.join(export_uri, EVAL_JSON)
     text = json.dumps(_finite_or_none(result), indent=2, sort_keys=True, allow_nan=False)
@@ -46,7 +46,7 @@ def write_eval_json(export_uri: str, result: dict[str, Any]) -> str:
 
 def read_eval_json(export_uri: str) -> dict[str, Any] | None:
     """The eval result stored next to an export, or None if it has not been evaluated."""
-    from videomar.data_pipelines import storage
+    from videomar.artifacts import storage
 
     uri = storage.join(export_uri, EVAL_JSON)
     if not storage.exists(uri):

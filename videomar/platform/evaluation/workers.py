@@ -30,7 +30,7 @@ def clip_keys(batch: dict[str, np.ndarray]) -> list[str]:
 
 class _ExportWorker:
     def __init__(self, export_uri: str, options: dict[str, Any]):
-        from videomar.platform.training.export import load_export
+        from videomar.artifacts.export import load_export
 
         self.options = EvalOptions.model_validate(options)
         self.export = load_export(export_uri, device=device())

@@ -29,10 +29,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
-from videomar.model.media import DEFAULT_FPS, mp4_bytes
+from videomar.artifacts import storage
+from videomar.artifacts.media import DEFAULT_FPS, mp4_bytes
 from videomar.platform.serving.auth import TokenCheck
 from videomar.platform.serving.batches import BatchStatus, BatchStore, new_batch_id, output_prefix, run_batch
-from videomar.platform.serving.engine import Engine, Job, absolute_uri, gpus_per_worker
+from videomar.platform.serving.engine import Engine, Job, gpus_per_worker
 from videomar.platform.serving.requests import (
     BatchRequest, GenerateRequest, RequestError, parse_json, to_job, validate,
 )
@@ -209,9 +210,9 @@ class Api:
 def build_app(spec: ServeSpec, token: TokenCheck | None = None):
     """The Serve application for ``spec`` (Ray must be connected). ``token`` defaults to the one
     the spec's auth section configures. Refuses an incomplete export (ConfigError naming it)."""
-    from videomar.platform.training.export import check_complete
+    from videomar.artifacts.export import check_complete
 
-    check_complete(absolute_uri(spec.checkpoint), "checkpoint")
+    check_complete(storage.absolute(spec.checkpoint), "checkpoint")
     d = spec.deployment
     scaling = ({"autoscaling_config": d.autoscaling.model_dump()} if d.autoscaling
                else {"num_replicas": d.replicas})
@@ -219,9 +220,9 @@ def build_app(spec: ServeSpec, token: TokenCheck | None = None):
         max_ongoing_requests=d.max_ongoing_requests,
         ray_actor_options={"num_cpus": d.cpus_per_replica, "num_gpus": gpus_per_worker(d.gpus_per_replica)},
         **scaling,
-    ).bind(absolute_uri(spec.checkpoint), d.max_batch_size, d.batch_wait_timeout_s)
+    ).bind(storage.absolute(spec.checkpoint), d.max_batch_size, d.batch_wait_timeout_s)
     settings = ApiSettings(
-        limits=spec.limits, defaults=spec.defaults, storage_root=absolute_uri(spec.storage.root),
+        limits=spec.limits, defaults=spec.defaults, storage_root=storage.absolute(spec.storage.root),
         token=token or TokenCheck.from_config(spec.auth), max_batch_size=d.max_batch_size,
         batch_wait_timeout_s=d.batch_wait_timeout_s,
     )

@@ -13,9 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from videomar.errors import UserError
 from videomar.platform.specs.serve import AuthSection
 
-class AuthError(ValueError):
+class AuthError(UserError):
     """The configured token cannot be read (the message names the file or variable)."""
 
 

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Awaitable, Callable
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 from videomar.platform.serving.engine import Job
 from videomar.platform.serving.requests import RequestError
 

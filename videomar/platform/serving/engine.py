@@ -17,7 +17,6 @@ twice, bit for bit; and batched with any other jobs it gives the same video up t
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from videomar.data_pipelines import storage
-from videomar.model.media import decode_latents, to_uint8_frames
+from videomar.artifacts.media import decode_latents, to_uint8_frames
 from videomar.model.sampler import generate, progressive_temperature
 
 
@@ -78,7 +76,7 @@ class Engine:
 
     @classmethod
     def load(cls, uri: str, device: str | torch.device | None = None) -> "Engine":
-        from videomar.platform.training.export import load_export
+        from videomar.artifacts.export import load_export
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         export = load_export(uri, device=device)
@@ -141,12 +139,6 @@ class Engine:
         )  # [B, C, 1 + frames', H', W']
         pixels = decode_latents(self.vae, latents)[:, :, : first.frames]  # [B, 3, frames, H, W]
         return [to_uint8_frames(video) for video in pixels]
-
-
-def absolute_uri(uri: str) -> str:
-    """``uri`` with a local path made absolute against this process's working directory, so that
-    Ray workers (whose working directory may differ) find the same files; s3:// URIs unchanged."""
-    return uri if storage.is_s3(uri) else os.path.abspath(os.path.expanduser(uri))
 
 
 def gpus_per_worker(wanted: float | str) -> float:

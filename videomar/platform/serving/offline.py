@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import sys
 from typing import Any
 
 import pydantic
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 from videomar.errors import ConfigError
-from videomar.model.media import mp4_bytes
-from videomar.platform.serving.engine import Engine, Job, absolute_uri, gpus_per_worker
+from videomar.artifacts.media import mp4_bytes
+from videomar.platform.serving.engine import Engine, Job, gpus_per_worker
 from videomar.platform.serving.requests import image_from_bytes
 from videomar.platform.specs.generate import GenerateSpec, InputLine
 
@@ -42,7 +41,7 @@ def read_inputs(spec: GenerateSpec) -> list[dict[str, Any]]:
         names.add(name)
         d = spec.defaults
         rows.append({
-            "index": len(rows), "name": name, "image": _resolve(item.image, base),
+            "index": len(rows), "name": name, "image": storage.resolve(item.image, base),
             "prompt": item.prompt, "frames": item.frames or d.frames,
             "seed": item.seed if item.seed is not None else d.seed,
             "steps": item.steps or d.steps, "cfg": item.cfg if item.cfg is not None else d.cfg,
@@ -59,7 +58,7 @@ def _manifest_lines(uri: str):
         text = storage.read_bytes(uri).decode()
     except FileNotFoundError:
         raise ConfigError(f"inputs: {uri} does not exist") from None
-    base = posixpath.dirname(uri) if storage.is_s3(uri) else os.path.dirname(os.path.abspath(uri))
+    base = storage.folder_of(uri)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -71,15 +70,6 @@ def _manifest_lines(uri: str):
         except pydantic.ValidationError as err:
             fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
             raise ConfigError(f"{where}: {fields}") from None
-
-
-def _resolve(image: str, base: str) -> str:
-    """An image reference as an absolute path or URI (relative ones resolve against ``base``)."""
-    if storage.is_s3(image) or os.path.isabs(image):
-        return image
-    if storage.is_s3(base):
-        return posixpath.join(base, image)
-    return os.path.join(base, image)
 
 
 class GenerateActor:
@@ -130,24 +120,24 @@ class GenerateActor:
                 results[index].update(output=None, error=f"writing {results[index]['output']}: {err}")
 
 
-def run_generate(spec: GenerateSpec) -> int:
+def check_inputs(spec: GenerateSpec) -> list[dict[str, Any]]:
+    """The generate job's preflight: a complete export and valid inputs; the resolved rows."""
+    from videomar.artifacts.export import check_complete
+
+    check_complete(storage.absolute(spec.checkpoint), "checkpoint")
+    return read_inputs(spec)
+
+
+def run_generate(spec: GenerateSpec, rows: list[dict[str, Any]]) -> int:
     """Run the job on the connected Ray cluster; 0 when every input has its video."""
     import ray.data
     from ray.data import ActorPoolStrategy
 
-    from videomar.platform.training.export import check_complete
-
-    try:
-        check_complete(spec.checkpoint, "checkpoint")
-        rows = read_inputs(spec)
-    except ConfigError as err:
-        print(f"generate: {err}", file=sys.stderr)
-        return 1
     w = spec.workers
-    output = absolute_uri(spec.output)
+    output = storage.absolute(spec.output)
     dataset = ray.data.from_items([{"input": json.dumps(r)} for r in rows]).map_batches(
         GenerateActor,
-        fn_constructor_kwargs={"checkpoint": absolute_uri(spec.checkpoint), "output": output,
+        fn_constructor_kwargs={"checkpoint": storage.absolute(spec.checkpoint), "output": output,
                                "overwrite": spec.overwrite},
         batch_size=w.batch_size, compute=ActorPoolStrategy(size=w.actors),
         num_cpus=w.cpus_per_actor, num_gpus=gpus_per_worker(w.gpus_per_actor),

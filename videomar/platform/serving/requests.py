@@ -22,12 +22,13 @@ import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from videomar.errors import UserError
 from videomar.platform.serving.engine import Job
 from videomar.platform.specs.generate import MAX_SEED
 from videomar.platform.specs.serve import Limits, SamplerDefaults
 
 
-class RequestError(ValueError):
+class RequestError(UserError):
     """A request is invalid; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int = 422):

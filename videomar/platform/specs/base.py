@@ -7,10 +7,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 
-class SpecError(ValueError):
-    """A job spec is invalid; the message names the file and the field at fault."""
-
-
 class Section(BaseModel):
     """A spec section: unknown keys are errors, values are immutable once validated."""
 
@@ -19,10 +15,7 @@ class Section(BaseModel):
 
 class JobSpec(Section):
     """Every job spec has a ``kind`` and an optional ``name``; subclasses add their sections.
-
-    ``run()`` executes the job on the Ray cluster the process is connected to (or an in-process
-    one) and returns a process exit status.
-    """
+    What a spec runs lives in its kind's module under videomar/platform/jobs/."""
 
     kind: str
     name: str | None = Field(default=None, description="A name for runs, exports and MLflow")
@@ -39,9 +32,6 @@ class JobSpec(Section):
     def min_cluster_cpus(self) -> float:
         """CPUs a local cluster started for this job must have (0: the machine's cores do)."""
         return 0
-
-    def run(self) -> int:  # pragma: no cover - each kind implements it
-        raise NotImplementedError(f"kind {self.kind!r} cannot be run yet")
 
 
 class ModelSection(Section):

@@ -69,8 +69,3 @@ class EvalSpec(JobSpec):
     data: EvalDataSection
     options: EvalOptions = Field(default_factory=EvalOptions)
     mlflow: EvalMlflowSection = Field(default_factory=EvalMlflowSection)
-
-    def run(self) -> int:
-        from videomar.platform.evaluation.job import run_eval_spec
-
-        return run_eval_spec(self)

@@ -67,8 +67,3 @@ class GenerateSpec(JobSpec):
         if (self.inputs is None) == (self.items is None):
             raise ValueError("give exactly one of inputs (a manifest URI) and items (inputs inline)")
         return self
-
-    def run(self) -> int:
-        from videomar.platform.serving.offline import run_generate
-
-        return run_generate(self)

@@ -66,11 +66,3 @@ class PrecomputeSpec(JobSpec):
             encode_gpus=self.encode.gpus_per_worker, decode_cpus=self.encode.decode_cpus,
             shard_clips=self.shard_clips, max_error_fraction=self.max_error_fraction,
         ).resolved()
-
-    def run(self) -> int:
-        from videomar.data_pipelines.precompute import run_precompute
-        from videomar.platform.ray_env import ensure_ray
-
-        config = self.config()
-        ensure_ray()
-        return run_precompute(config).exit_status

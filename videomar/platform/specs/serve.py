@@ -104,8 +104,3 @@ class ServeSpec(JobSpec):
         if self.defaults.steps > self.limits.max_steps:
             raise ValueError(f"defaults.steps={self.defaults.steps} exceeds limits.max_steps={self.limits.max_steps}")
         return self
-
-    def run(self) -> int:
-        from videomar.platform.serving.app import serve_forever
-
-        return serve_forever(self)

@@ -2,7 +2,7 @@
 
 Schema checks (types, ranges, unknown keys) happen when the YAML is parsed. Checks that need to
 read storage (the dataset has the stage's bucket, ``init_from`` is a complete export) happen in
-``preflight()``, which ``run()`` calls before anything starts on Ray.
+the job's preflight (videomar/platform/jobs/train.py), before anything starts on Ray.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from videomar.platform.ray_env import DATA_INGEST_CPUS
 from videomar.platform.specs.base import BucketSection, JobSpec, ModelSection, Section
 from videomar.platform.specs.eval import EvalOptions
 
@@ -160,7 +161,7 @@ class TrainSpec(JobSpec):
     @property
     def export_uri(self) -> str:
         """Where the stage's export goes: ``export``, else ``<storage>/<name>/export``."""
-        from videomar.data_pipelines.storage import join
+        from videomar.artifacts.storage import join
 
         return self.export or join(self.storage, self.name, EXPORT_DIR)
 
@@ -169,19 +170,5 @@ class TrainSpec(JobSpec):
         """The peak learning rate: base_lr scaled linearly by the global batch."""
         return self.optim.base_lr * self.global_batch / LR_REFERENCE_BATCH
 
-    def preflight(self) -> None:
-        """Checks that read storage; SpecError names the field and the file at fault."""
-        from videomar.platform.training.config import preflight
-
-        preflight(self)
-
     def min_cluster_cpus(self) -> float:
-        from videomar.platform.ray_env import DATA_INGEST_CPUS
-
         return self.scaling.workers * self.scaling.cpus_per_worker + DATA_INGEST_CPUS
-
-    def run(self) -> int:
-        from videomar.platform.training.trainer import run_stage
-
-        run_stage(self)
-        return 0

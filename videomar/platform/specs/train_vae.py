@@ -91,9 +91,3 @@ class TrainVAESpec(JobSpec):
             return VAEConfig.from_dict(dict(self.vae), where="vae")
         except ConfigError as err:
             raise ValueError(str(err)) from None
-
-    def run(self) -> int:
-        from videomar.platform.vae_training import run_train_vae
-
-        run_train_vae(self)
-        return 0

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 from videomar.errors import ConfigError
 
 DS_DIR = "deepspeed"
@@ -77,7 +77,7 @@ def checkpoint_weights(uri: str, carry: list[str], field: str = "init_from.uri")
     out: dict[str, dict[str, torch.Tensor]] = {}
     with tempfile.TemporaryDirectory(prefix="videomar-init-") as local:
         if storage.is_s3(uri):
-            storage.download_dir(uri, local)
+            storage.copy_tree(uri, local)
             root = local
         else:
             root = uri

@@ -8,18 +8,18 @@ workers need: absolute URIs, the latent shape and scale, precision, lr, the faul
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from videomar.data_pipelines import storage
-from videomar.data_pipelines.manifest import BucketManifest, DatasetManifest, load_manifest
+from videomar.artifacts import storage
+from videomar.artifacts.manifest import BucketManifest, DatasetManifest, load_manifest
 from videomar.errors import ConfigError
-from videomar.platform.specs.base import SpecError
+from videomar.errors import SpecError
 from videomar.platform.specs.train import TrainSpec
-from videomar.platform.training import checkpoint, export
+from videomar.artifacts import export
+from videomar.platform.training import checkpoint
 from videomar.platform.training.deepspeed_config import resolve_precision
 from videomar.platform.training.faults import Fault, fault_from_env
 from videomar.platform.training.tracking import TrackingTarget, resolve_target
@@ -60,21 +60,16 @@ class StagePlan:
     tracking: TrackingTarget
 
 
-def absolute(uri: str) -> str:
-    """S3 URIs as given; local paths made absolute (workers run in other directories)."""
-    return uri if storage.is_s3(uri) else os.path.abspath(os.path.expanduser(uri))
-
-
 def resolved_spec(spec: TrainSpec, info: DatasetInfo) -> TrainSpec:
     data = spec.model_dump(mode="json")
     head = data["model"]["overrides"].setdefault("head", {})
     if "x0_clip" not in head:  # an explicit null keeps MAR's unclipped sampling
         head["x0_clip"] = round(info.latent_range, 4)
-    data["data"]["manifest"] = absolute(spec.data.manifest)
-    data["storage"] = absolute(spec.storage)
-    data["export"] = absolute(spec.export_uri)
+    data["data"]["manifest"] = storage.absolute(spec.data.manifest)
+    data["storage"] = storage.absolute(spec.storage)
+    data["export"] = storage.absolute(spec.export_uri)
     if spec.init_from is not None:
-        data["init_from"]["uri"] = absolute(spec.init_from.uri)
+        data["init_from"]["uri"] = storage.absolute(spec.init_from.uri)
     return TrainSpec.model_validate(data).with_source(spec.source)
 
 
@@ -86,12 +81,12 @@ def preflight(spec: TrainSpec) -> DatasetInfo:
     """Checks that read storage; SpecError names the spec file and the field at fault."""
     where = spec.source
     try:
-        info = dataset_info(absolute(spec.data.manifest), spec)
+        info = dataset_info(storage.absolute(spec.data.manifest), spec)
         if spec.samples.count and not info.vae_uri:
             raise ConfigError(f"samples.count={spec.samples.count}: the dataset manifest {info.manifest_uri} "
                               f"names no VAE to decode sample videos with; set samples.count: 0")
         if spec.init_from is not None:
-            check_init_from(absolute(spec.init_from.uri), spec, info)
+            check_init_from(storage.absolute(spec.init_from.uri), spec, info)
         if spec.eval is not None and info.val_clips == 0:
             raise ConfigError(f"eval: bucket {spec.data.bucket.key} of {info.manifest_uri} has no held-out "
                               f"(val) clips to evaluate on; precompute with val_fraction > 0, or remove eval")
@@ -153,11 +148,9 @@ def bucket_clips(bucket: BucketManifest, split: str) -> int:
 
 def manifest_vae_uri(manifest: DatasetManifest, manifest_uri: str) -> str | None:
     """The manifest's VAE location, absolute (it may be relative to the manifest's folder)."""
-    uri = manifest.vae_uri
-    if not uri or storage.is_s3(uri) or os.path.isabs(uri):
-        return uri or None
-    base = manifest_uri.rsplit("/", 1)[0] if storage.is_s3(manifest_uri) else os.path.dirname(manifest_uri)
-    return storage.join(base, *uri.split("/"))
+    if not manifest.vae_uri:
+        return None
+    return storage.resolve(manifest.vae_uri, storage.folder_of(manifest_uri))
 
 
 def check_init_from(uri: str, spec: TrainSpec, info: DatasetInfo) -> None:

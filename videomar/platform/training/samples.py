@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 from videomar.platform.training.config import StagePlan
 from videomar.platform.training.data import Batch
 
@@ -43,7 +43,7 @@ class StageSampler:
             uri = self.plan.dataset.vae_uri
             if storage.is_s3(uri):
                 local = tempfile.mkdtemp(prefix="videomar-vae-", dir=self.out_dir)
-                storage.download_dir(uri, local)
+                storage.copy_tree(uri, local)
                 uri = local
             self._vae = load_vae(uri).to(self.device).eval()
         return self._vae
@@ -51,7 +51,7 @@ class StageSampler:
     @torch.no_grad()
     def sample(self, ema, step: int, logger) -> list[Path]:
         """Generate, decode and write the sample videos for ``step``; log them when a logger is given."""
-        from videomar.model.media import decode_latents
+        from videomar.artifacts.media import decode_latents
         from videomar.model.sampler import generate
         from videomar.model.videomar import build_model
 
@@ -75,7 +75,7 @@ class StageSampler:
         return paths
 
     def _write(self, video: torch.Tensor, step: int, index: int) -> Path:
-        from videomar.model.media import to_uint8_frames, write_gif, write_mp4
+        from videomar.artifacts.media import to_uint8_frames, write_gif, write_mp4
 
         fmt = self.plan.spec.samples.format
         path = self.out_dir / f"step{step:08d}_{index}.{fmt}"

@@ -1,6 +1,6 @@
 """Running one curriculum stage on the connected Ray: checks, MLflow runs, TorchTrainer, export.
 
-    preflight -> plan -> MLflow parent/child runs -> TorchTrainer.fit() -> export -> close the run
+    (preflight, in jobs/train.py) -> plan -> MLflow runs -> TorchTrainer.fit() -> export -> close the run
 
 Ray Train's experiment directory is ``<storage>/<name>``; running the same spec again finds its
 checkpoints there and resumes from the latest (Ray Train V2 restores a run by name), and a lost
@@ -10,7 +10,6 @@ worker is survived by restarting the worker group from the latest checkpoint (Fa
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,13 @@ from typing import Any
 
 from safetensors.torch import load as load_safetensors
 
-from videomar.data_pipelines import storage
-from videomar.platform.ray_env import DATA_INGEST_CPUS, cluster_cpus, ensure_ray
-from videomar.platform.specs import SpecError
+from videomar.artifacts import storage
+from videomar.errors import SpecError
+from videomar.platform.ray_env import DATA_INGEST_CPUS, cluster_cpus
 from videomar.platform.specs.train import TrainSpec
-from videomar.platform.training import checkpoint, export
-from videomar.platform.training.config import StagePlan, plan_stage, preflight
+from videomar.artifacts import export
+from videomar.platform.training import checkpoint
+from videomar.platform.training.config import DatasetInfo, StagePlan, plan_stage
 from videomar.platform.training.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
 
 COLLECTIVE_TIMEOUT_S = 120  # longest a rank waits in all_reduce/barrier for the others
@@ -36,15 +36,16 @@ class StageResult:
     metrics: dict[str, Any]
     run_id: str | None
     parent_run_id: str | None
-    evaluation: dict[str, Any] | None = None  # evaluate_export's result when the spec asks for eval
+    manifest_uri: str  # the dataset the stage trained on (its held-out clips are the eval's)
+    tracking_uri: str  # the MLflow store of the stage's runs
 
 
-def run_stage(spec: TrainSpec) -> StageResult:
-    """Train one stage to completion (or resume it) and write its export."""
-    info = preflight(spec)
+def run_stage(spec: TrainSpec, info: DatasetInfo) -> StageResult:
+    """Train one stage to completion (or resume it) and write its export. ``info`` is what
+    ``preflight(spec)`` found; Ray is connected."""
+    check_cluster(spec)
     plan = plan_stage(spec, info)
     init = initial_weights(plan)
-    connect(spec)
     runs = open_stage(plan.tracking, spec.mlflow.curriculum or spec.name, spec.name)
     _log_inputs(runs, plan)
     try:
@@ -60,16 +61,14 @@ def run_stage(spec: TrainSpec) -> StageResult:
         close_stage(runs, None, ok=True)
     return StageResult(export_uri=plan.export_uri, checkpoint_uri=_checkpoint_uri(plan, result.checkpoint),
                        metrics=dict(result.metrics or {}), run_id=runs.run_id, parent_run_id=runs.parent_id,
-                       evaluation=evaluate_stage(plan, runs.run_id))
+                       manifest_uri=info.manifest_uri, tracking_uri=plan.tracking.tracking_uri)
 
 
-def connect(spec: TrainSpec) -> None:
-    """Connect to Ray (the cluster named by RAY_ADDRESS, else an in-process one big enough for
-    the stage) and refuse a cluster whose CPUs the workers would all take: Ray Data could then
-    never schedule the tasks that read the shards, and every worker would wait for data forever."""
+def check_cluster(spec: TrainSpec) -> None:
+    """Refuse a cluster whose CPUs the workers would all take: Ray Data could then never schedule
+    the tasks that read the shards, and every worker would wait for data forever."""
     needed = spec.min_cluster_cpus()
     reserved = needed - DATA_INGEST_CPUS  # the workers' own CPUs
-    ensure_ray(min_cpus=needed)
     have = cluster_cpus()
     if have < needed:
         raise SpecError(
@@ -78,20 +77,6 @@ def connect(spec: TrainSpec) -> None:
             f"{max(have - reserved, 0):g} for Ray Data to read the shards (it needs {DATA_INGEST_CPUS}); lower "
             f"scaling.cpus_per_worker or scaling.workers, or run on a cluster with more CPUs"
         )
-
-
-def evaluate_stage(plan: StagePlan, run_id: str | None) -> dict[str, Any] | None:
-    """The spec's end-of-stage eval on the held-out clips, logged into the stage's MLflow run."""
-    if plan.spec.eval is None:
-        return None
-    from videomar.platform.evaluation.job import evaluate_export
-
-    b = plan.spec.data.bucket
-    result = evaluate_export(plan.export_uri, plan.dataset.manifest_uri, (b.frames, b.height, b.width),
-                             options=plan.spec.eval, run_id=run_id, tracking_uri=plan.tracking.tracking_uri)
-    shown = ", ".join(f"{k} {v:.3g}" for k, v in sorted(result["metrics"].items()) if isinstance(v, float))
-    print(f"{plan.spec.name}: eval on held-out clips: {shown}", flush=True)
-    return result
 
 
 def initial_weights(plan: StagePlan) -> dict[str, dict] | None:

@@ -3,12 +3,13 @@ bundled ffmpeg with libx264), GIF, and a PNG contact sheet of frames."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from videomar.artifacts.storage import atomic_path
 
 DEFAULT_FPS = 8
 
@@ -27,30 +28,24 @@ def to_uint8_frames(pixels: torch.Tensor) -> np.ndarray:
     return frames.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def _atomic_target(path: str | Path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return path, Path(tmp)
-
-
-def write_mp4(frames: np.ndarray, path: str | Path, fps: int = DEFAULT_FPS) -> Path:
-    """[T, H, W, 3] uint8 -> an H.264 MP4 (yuv420p, so sizes are padded to even by ffmpeg)."""
+def write_mp4(frames: np.ndarray, path: str | Path, fps: int = DEFAULT_FPS, crf: int | None = None) -> Path:
+    """[T, H, W, 3] uint8 -> an H.264 MP4 (yuv420p, so sizes are padded to even by ffmpeg), at
+    imageio's quality 8, or at x264's constant rate factor ``crf`` when given (lower is better)."""
     import imageio_ffmpeg
 
-    path, tmp = _atomic_target(path)
     t, h, w, _ = frames.shape
-    writer = imageio_ffmpeg.write_frames(
-        str(tmp), (w, h), fps=fps, codec="libx264", macro_block_size=1, quality=8,
-        pix_fmt_out="yuv420p", output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"],
-    )
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        rate = ["-crf", str(crf)] if crf is not None else []
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp), (w, h), fps=fps, codec="libx264", macro_block_size=1, quality=None if rate else 8,
+            pix_fmt_out="yuv420p", ffmpeg_log_level="error",
+            output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-threads", "1", *rate],
+        )
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+    return Path(path)
 
 
 def mp4_bytes(frames: np.ndarray, fps: int = DEFAULT_FPS) -> bytes:
@@ -61,11 +56,10 @@ def mp4_bytes(frames: np.ndarray, fps: int = DEFAULT_FPS) -> bytes:
 def write_gif(frames: np.ndarray, path: str | Path, fps: int = DEFAULT_FPS) -> Path:
     from PIL import Image
 
-    path, tmp = _atomic_target(path)
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return Path(path)
 
 
 def write_contact_sheet(frames: np.ndarray, path: str | Path, columns: int = 8, scale: int = 2) -> Path:
@@ -79,10 +73,9 @@ def write_contact_sheet(frames: np.ndarray, path: str | Path, columns: int = 8, 
     for i, frame in enumerate(frames):
         r, c = divmod(i, cols)
         sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = frame
-    path, tmp = _atomic_target(path)
-    Image.fromarray(sheet).resize((cols * w * scale, rows * h * scale), Image.NEAREST).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(sheet).resize((cols * w * scale, rows * h * scale), Image.NEAREST).save(tmp, format="PNG")
+    return Path(path)
 
 
 def write_outputs(frames: np.ndarray, stem: str | Path, fps: int = DEFAULT_FPS) -> dict[str, Path]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
 
 SCHEMA_VERSION = 1
 SHARD_DIR = "buckets"

@@ -11,14 +11,19 @@ place; an S3 object only becomes visible once its upload completes.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import posixpath
 import tempfile
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
 S3_SCHEME = "s3://"
+# A custom S3 endpoint (a server on loopback, MinIO, SeaweedFS) has no region to discover.
+DEFAULT_S3_REGION = "us-east-1"
 # The settings S3 access reads; Ray workers are given them so they reach the same S3 as the
 # driver (a cluster's nodes often have credentials of their own, and then none of these is set).
 S3_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -32,6 +37,27 @@ def s3_env() -> dict[str, str]:
 
 def is_s3(uri: str) -> bool:
     return str(uri).startswith(S3_SCHEME)
+
+
+def absolute(uri: str) -> str:
+    """S3 URIs as given; local paths made absolute (Ray workers run in other directories)."""
+    uri = str(uri)
+    return uri if is_s3(uri) else os.path.abspath(os.path.expanduser(uri))
+
+
+def folder_of(uri: str) -> str:
+    """The folder holding a file URI (absolute for local paths)."""
+    uri = str(uri)
+    return posixpath.dirname(uri) if is_s3(uri) else os.path.dirname(absolute(uri))
+
+
+def resolve(ref: str, base: str) -> str:
+    """``ref`` as an absolute path or URI: absolute paths and s3:// URIs as given, relative ones
+    against the folder ``base`` (e.g. the folder of the manifest that names them)."""
+    ref = str(ref)
+    if is_s3(ref) or os.path.isabs(ref):
+        return ref
+    return join(base, *ref.split("/"))
 
 
 def join(uri: str, *parts: str) -> str:
@@ -63,7 +89,7 @@ def s3_filesystem() -> pafs.S3FileSystem:
         kwargs["region"] = region
     elif endpoint:
         # A custom endpoint has no region to discover; pyarrow would otherwise ask AWS for one.
-        kwargs["region"] = "us-east-1"
+        kwargs["region"] = DEFAULT_S3_REGION
     return pafs.S3FileSystem(**kwargs)
 
 
@@ -92,22 +118,31 @@ def read_bytes(uri: str) -> bytes:
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     """Write ``data`` so that readers see either the old file, or the whole new one."""
     fs, path = filesystem(uri)
-    if is_s3(uri):
+    if is_s3(uri):  # an S3 object becomes visible only once its upload completes
         with fs.open_output_stream(path) as out:
             out.write(data)
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=Path(path).parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary local path beside ``path`` (same suffix) to write to; renamed onto ``path``
+    when the block succeeds, removed when it fails. The one way videomar writes a local file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def list_dir(uri: str) -> list[str]:
@@ -132,20 +167,12 @@ def list_files(uri: str) -> list[tuple[str, int, float | None]]:
     return sorted(out)
 
 
-def upload_dir(local_dir: str, uri: str) -> None:
-    """Copy every file below ``local_dir`` to the same relative paths below ``uri``."""
-    root = Path(local_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{local_dir}: not a directory")
-    for src in sorted(p for p in root.rglob("*") if p.is_file()):
-        write_bytes_atomic(join(uri, *src.relative_to(root).parts), src.read_bytes())
-
-
-def download_dir(uri: str, local_dir: str) -> None:
-    """Copy every file below ``uri`` to the same relative paths below ``local_dir``."""
-    files = list_files(uri)
+def copy_tree(src: str, dst: str) -> None:
+    """Copy every file below ``src`` to the same relative paths below ``dst`` (local or S3, either
+    way), each file written atomically; FileNotFoundError when ``src`` holds no file."""
+    files = list_files(src)
     if not files:
-        raise FileNotFoundError(f"{uri}: no files to download")
+        raise FileNotFoundError(f"{src}: no files to copy (empty or missing)")
     for rel, _, _ in files:
         parts = rel.split("/")
-        write_bytes_atomic(str(Path(local_dir, *parts)), read_bytes(join(uri, *parts)))
+        write_bytes_atomic(join(dst, *parts), read_bytes(join(src, *parts)))

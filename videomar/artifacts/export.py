@@ -25,14 +25,10 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from videomar.data_pipelines import storage
+from videomar.artifacts import storage
+from videomar.artifacts.layout import COMPLETE_MARKER, CONFIG_FILE, SPEC_FILE, VAE_DIR, WEIGHTS_FILE
 from videomar.errors import ConfigError
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-SPEC_FILE = "spec.yaml"
-VAE_DIR = "vae"
-COMPLETE_MARKER = "COMPLETE"
 EXPORT_FORMAT = 1
 
 
@@ -80,7 +76,7 @@ def write_export(
         fs, path = storage.filesystem(marker)
         fs.delete_file(path)
     if vae_uri:
-        _copy_tree(vae_uri, storage.join(uri, VAE_DIR))
+        storage.copy_tree(vae_uri, storage.join(uri, VAE_DIR))
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in weights.items()}
     storage.write_bytes_atomic(storage.join(uri, WEIGHTS_FILE), save_safetensors(tensors))
     body = {"format": EXPORT_FORMAT, **config, "has_vae": bool(vae_uri)}
@@ -121,17 +117,8 @@ def _load_vae(uri: str, config: dict[str, Any], device) -> Any:
     if not storage.is_s3(vae_uri):
         return load_vae(vae_uri).to(device).eval()
     with tempfile.TemporaryDirectory(prefix="videomar-export-vae-") as local:
-        storage.download_dir(vae_uri, local)
+        storage.copy_tree(vae_uri, local)
         return load_vae(local).to(device).eval()  # the weights are in memory once loaded
-
-
-def _copy_tree(src: str, dst: str) -> None:
-    files = storage.list_files(src)
-    if not files:
-        raise FileNotFoundError(f"{src}: the VAE directory is empty or missing")
-    for rel, _, _ in files:
-        parts = rel.split("/")
-        storage.write_bytes_atomic(storage.join(dst, *parts), storage.read_bytes(storage.join(src, *parts)))
 
 
 @contextlib.contextmanager
@@ -142,5 +129,5 @@ def local_copy(uri: str) -> Iterator[Path]:
         yield Path(uri)
         return
     with tempfile.TemporaryDirectory(prefix="videomar-export-") as local:
-        storage.download_dir(uri, local)
+        storage.copy_tree(uri, local)
         yield Path(local)

@@ -9,8 +9,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from videomar.data_pipelines import storage
-from videomar.data_pipelines.shards import SCHEMA_VERSION, ShardInfo
+from videomar.artifacts import storage
+from videomar.artifacts.shards import SCHEMA_VERSION, ShardInfo
 
 MANIFEST_FILE = "manifest.json"
 

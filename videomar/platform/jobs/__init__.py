@@ -1,0 +1,115 @@
+"""The jobs registry: one module per kind of job spec, each with the same three parts.
+
+    Spec              the pydantic schema (videomar.platform.specs.<kind>)
+    preflight(spec)   every check that needs no Ray: storage reachable, inputs present and
+                      compatible; raises a UserError naming the field or path at fault
+    run(spec) -> int  the job itself on the connected Ray; the process exit status
+
+``KINDS`` serves every verb that takes a spec: ``run``, ``validate``, ``submit`` and
+``curriculum``. ``execute(spec)`` is what ``videomar run`` does: preflight, then Ray, then run.
+A kind's module is imported when a spec of that kind is met, so a verb loads only what it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pydantic
+import yaml
+
+from videomar.errors import SpecError
+from videomar.platform.specs.base import JobSpec
+
+KINDS: dict[str, str] = {
+    "precompute": "videomar.platform.jobs.precompute",
+    "train-vae": "videomar.platform.jobs.train_vae",
+    "train": "videomar.platform.jobs.train",
+    "eval": "videomar.platform.jobs.eval",
+    "generate": "videomar.platform.jobs.generate",
+    "serve": "videomar.platform.jobs.serve",
+}
+
+
+def job(kind: str) -> ModuleType:
+    """The module of a kind of job (it has ``Spec``, ``preflight`` and ``run``)."""
+    if kind not in KINDS:
+        raise SpecError(f"kind: unknown kind {kind!r}; expected one of {', '.join(sorted(KINDS))}")
+    return importlib.import_module(KINDS[kind])
+
+
+def spec_class(kind: str) -> type[JobSpec]:
+    return job(kind).Spec
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> JobSpec:
+    """Validate a mapping (already parsed YAML) into the JobSpec of its kind."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a job spec must be a YAML mapping with a 'kind', got {type(data).__name__}")
+    if "kind" not in data:
+        raise SpecError(f"{source}: kind: missing; expected one of {', '.join(sorted(KINDS))}")
+    try:
+        cls = spec_class(str(data["kind"]))
+    except SpecError as err:
+        raise SpecError(f"{source}: {err}") from None
+    try:
+        spec = cls.model_validate(data)
+    except pydantic.ValidationError as err:
+        raise SpecError(f"{source}: invalid {data['kind']} spec: {format_validation_error(err)}") from None
+    return spec.with_source(source)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; SpecError names the file (and the line) when it cannot be read."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read spec: {err.strerror or err}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate one YAML job spec; SpecError names the file and the field at fault."""
+    return parse_spec(read_yaml(path), str(path))
+
+
+def format_validation_error(err: pydantic.ValidationError) -> str:
+    """pydantic's errors as one line: ``field: message; field: message``."""
+    parts = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the spec reference in README.md)"
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts)
+
+
+def preflight(spec: JobSpec) -> Any:
+    """The kind's checks that need no Ray; a SpecError names the spec file and the field."""
+    try:
+        return job(spec.kind).preflight(spec)
+    except SpecError:
+        raise
+    except (ValueError, FileNotFoundError) as err:
+        raise SpecError(f"{spec.source}: {err}") from None
+
+
+def execute(spec: JobSpec) -> int:
+    """Preflight, then Ray (RAY_ADDRESS's cluster, else an in-process one), then the job."""
+    from videomar.platform.envfile import apply_env_defaults
+    from videomar.platform.ray_env import ensure_ray
+
+    checked = preflight(spec)
+    # Before Ray is imported by ensure_ray: the auth settings are read when it connects.
+    apply_env_defaults()
+    ensure_ray(min_cpus=spec.min_cluster_cpus())
+    return job(spec.kind).run(spec, checked)
