@@ -55,7 +55,7 @@ def run(work: Path, args) -> dict[str, Any]:
     from videomar.data_pipelines.sample_data import write_sample_videos
     from videomar.platform.evaluation.job import evaluate_export
     from videomar.platform.jobs import execute
-    from videomar.platform.ray_env import ensure_ray
+    from videomar.ray_env import ensure_ray
     from videomar.platform.specs.eval import EvalOptions
     from videomar.platform.jobs.train import preflight
     from videomar.platform.training.trainer import run_stage
@@ -63,12 +63,12 @@ def run(work: Path, args) -> dict[str, Any]:
     tracking = f"sqlite:///{work / 'mlflow.db'}"
     sources = write_sample_videos(work / "sample", args.videos, seed=0, frames=SAMPLE_FRAMES)
     ensure_ray(num_cpus=max(4, os.cpu_count() or 1))
-    vae = quickstart_spec("vae.yaml", {"data": {"source": str(sources)}, "train": {"steps": args.vae_steps},
-                                       "output": str(work / "vae")})
+    vae = quickstart_spec("vae.yaml", {"source": str(sources), "train": {"steps": args.vae_steps},
+                                       "export": str(work / "vae")})
     if execute(vae) != 0:
         raise RuntimeError("the VAE training job failed")
     latents = str(work / "latents")
-    precompute = quickstart_spec("precompute.yaml", {"videos": str(sources), "vae": str(work / "vae"),
+    precompute = quickstart_spec("precompute.yaml", {"source": str(sources), "vae": str(work / "vae"),
                                                      "output": latents, "buckets": [BUCKET]})
     if execute(precompute) != 0:
         raise RuntimeError("the precompute job failed")

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for name, batch in (("unbatched", 1), ("batched", 8)):
             spec = parse_spec({
-                "kind": "serve", "checkpoint": checkpoint, "app_name": name,
+                "kind": "serve", "export": checkpoint, "app_name": name,
                 "http": {"host": "127.0.0.1", "port": port},
                 "deployment": {"max_batch_size": batch, "max_ongoing_requests": 16,
                                "batch_wait_timeout_s": args.batch_wait},

@@ -94,7 +94,7 @@ def bench_spec(name: str, workers: int, steps: int, batch: int, preset: str, wor
         "kind": "train", "name": name, "model": {"preset": preset},
         "data": {"manifest": f"{workdir}/manifest.json", "bucket": {"frames": 9, "height": 32, "width": 32}},
         "optim": {"batch_size": batch}, "schedule": {"steps": steps, "warmup_steps": 2},
-        "ema_rate": 0.99, "deepspeed": {"zero_stage": 2}, "scaling": {"workers": workers, "cpus_per_worker": threads},
+        "ema_rate": 0.99, "deepspeed": {"zero_stage": 2}, "resources": {"workers": workers, "cpus_per_worker": threads},
         "checkpoint": {"every": steps, "keep": 1}, "storage": f"{workdir}/runs",
         "mlflow": {"tracking_uri": f"sqlite:///{workdir}/mlflow.db", "experiment": "bench-train"},
         "samples": {"count": 0},

@@ -34,8 +34,8 @@ def test_stages_are_wired_to_the_previous_export_keeping_carry(tmp_path):
     # The shipped YAML is the stage as written but for init_from.uri.
     shipped = yaml.safe_load(text)
     written = yaml.safe_load(Path(paths[1]).read_text())
-    assert shipped["init_from"]["uri"] == first.export_uri
-    shipped["init_from"]["uri"] = written["init_from"]["uri"]
+    assert shipped["init_from"]["export"] == first.export_uri
+    shipped["init_from"]["export"] = written["init_from"]["export"]
     assert shipped == written
 
 

@@ -61,7 +61,7 @@ def test_eval_json_round_trips_with_nan_as_null(tmp_path):
 def write_stage(root: Path, name: str, parent: Path | None, evaluated: dict | None) -> Path:
     export = root / name / "export"
     export.mkdir(parents=True)
-    spec = {"kind": "train", "name": name, **({"init_from": {"uri": str(parent)}} if parent else {})}
+    spec = {"kind": "train", "name": name, **({"init_from": {"export": str(parent)}} if parent else {})}
     (export / "spec.yaml").write_text(yaml.safe_dump(spec))
     if evaluated:
         report.write_eval_json(str(export), evaluated)

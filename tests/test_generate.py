@@ -44,8 +44,8 @@ def test_generate_job_writes_one_video_per_input_to_s3(s3_server, export, tmp_pa
     storage.write_bytes_atomic(f"{root}/inputs.jsonl", "\n".join(json.dumps(x) for x in lines).encode())
     spec_path = tmp_path / "generate.yaml"
     spec_path.write_text(yaml.safe_dump({
-        "kind": "generate", "checkpoint": export, "inputs": f"{root}/inputs.jsonl", "output": f"{root}/videos",
-        "defaults": {"steps": 4}, "workers": {"actors": 2, "batch_size": 2},
+        "kind": "generate", "export": export, "inputs": f"{root}/inputs.jsonl", "output": f"{root}/videos",
+        "defaults": {"steps": 4}, "resources": {"workers": 2}, "batch_size": 2,
     }))
     ray.shutdown()  # a fresh local Ray started after the S3 variables are set, so actors see them
     try:
@@ -66,14 +66,14 @@ def test_generate_job_writes_one_video_per_input_to_s3(s3_server, export, tmp_pa
 
 
 def test_generate_spec_and_manifest_errors_name_the_field(tmp_path, export):
-    with pytest.raises(SpecError, match="workers.actors"):
-        parse_spec({"kind": "generate", "checkpoint": export, "inputs": "x", "output": "y", "workers": {"actors": 0}})
+    with pytest.raises(SpecError, match="resources.workers"):
+        parse_spec({"kind": "generate", "export": export, "inputs": "x", "output": "y", "resources": {"workers": 0}})
     with pytest.raises(SpecError, match="defaults.frames"):
-        parse_spec({"kind": "generate", "checkpoint": export, "inputs": "x", "output": "y", "defaults": {"frames": 1}})
+        parse_spec({"kind": "generate", "export": export, "inputs": "x", "output": "y", "defaults": {"frames": 1}})
     from videomar.platform.serving.offline import read_inputs
 
     manifest = tmp_path / "inputs.jsonl"
-    spec = parse_spec({"kind": "generate", "checkpoint": export, "inputs": str(manifest), "output": str(tmp_path)})
+    spec = parse_spec({"kind": "generate", "export": export, "inputs": str(manifest), "output": str(tmp_path)})
     for text, field in [('{"image": "a.png"}\n{"image": "b.png", "frames": 1}', "line 2: frames"),
                         ('{"prompt": "no image"}', "line 1: image"),
                         ('{"image": "a.png", "name": "../x"}', "line 1: name"),
@@ -87,7 +87,7 @@ def test_generate_spec_and_manifest_errors_name_the_field(tmp_path, export):
     assert [r["image"] for r in rows] == [str(tmp_path / "a.png"), "/abs/b.png"]
     assert [r["seed"] for r in rows] == [0, 5] and rows[1]["name"] == "000001"
 
-    inline = {"kind": "generate", "checkpoint": export, "output": str(tmp_path),
+    inline = {"kind": "generate", "export": export, "output": str(tmp_path),
               "items": [{"image": "x.png", "prompt": "p", "frames": 5}, {"image": "s3://b/y.png", "name": "y"}]}
     rows = read_inputs(parse_spec(inline))  # relative images of inline inputs: the working directory
     assert [r["image"] for r in rows] == [os.path.join(os.getcwd(), "x.png"), "s3://b/y.png"]
@@ -106,7 +106,7 @@ def test_videomar_generate_writes_mp4_gif_and_contact_sheet(tmp_path, export, ca
     image = tmp_path / "cond.png"
     image.write_bytes(base64.b64decode(png_b64(32, 32)))
     out = tmp_path / "out" / "clip.mp4"
-    args = ["generate", "--checkpoint", export, "--image", str(image), "--frames", "7", "--out", str(out),
+    args = ["generate", "--export", export, "--image", str(image), "--frames", "7", "--out", str(out),
             "--steps", "4", "--seed", "3", "--prompt", "a ball"]
     assert cli(args) == 0
     frames = decode_mp4(out.read_bytes())
@@ -128,4 +128,4 @@ def test_quickstart_specs_validate():
     assert load_spec("jobs/quickstart/serve.yaml").kind == "serve"
     assert load_spec("jobs/quickstart/generate.yaml").kind == "generate"
     with pytest.raises(SpecError, match="max_ongoing_requests"):
-        parse_spec({"kind": "serve", "checkpoint": "x", "deployment": {"max_batch_size": 8, "max_ongoing_requests": 4}})
+        parse_spec({"kind": "serve", "export": "x", "deployment": {"max_batch_size": 8, "max_ongoing_requests": 4}})

@@ -85,7 +85,7 @@ def test_a_stage_clips_x0_to_its_datasets_latent_range_unless_told_null(tmp_path
             "model": {"preset": "tiny", "overrides": {"latent_channels": 4}},
             "data": {"manifest": str(tmp_path / "manifest.json"), "bucket": {"frames": 5, "height": 32, "width": 32}},
             "optim": {"batch_size": 2}, "schedule": {"steps": 2, "warmup_steps": 0},
-            "scaling": {"workers": 1}, "samples": {"count": 0}}
+            "resources": {"workers": 1}, "samples": {"count": 0}}
     parsed = parse_spec(spec)
     plan = plan_stage(parsed, dataset_info(str(tmp_path / "manifest.json"), parsed))
     # widest channel: |0| + 4 x 2 = 8 unscaled, times the latent scale 0.5

@@ -247,7 +247,7 @@ def test_the_rayservice_builder_makes_an_application_from_a_serve_spec(tmp_path)
 
     # The paper spec's export lives in S3; the same spec pointed at a local export.
     data = yaml.safe_load((ROOT / "jobs" / "paper" / "serve.yaml").read_text())
-    data["checkpoint"] = write_tiny_export(str(tmp_path / "export"))
+    data["export"] = write_tiny_export(str(tmp_path / "export"))
     spec = tmp_path / "serve.yaml"
     spec.write_text(yaml.safe_dump(data))
     assert isinstance(app({"spec": str(spec)}), Application)

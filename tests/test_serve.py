@@ -38,7 +38,7 @@ def service(s3_server, tmp_path_factory):
     ray.shutdown()
     local_ray()
     spec = parse_spec({
-        "kind": "serve", "checkpoint": export,
+        "kind": "serve", "export": export,
         "http": {"host": "127.0.0.1", "port": free_port()},
         "deployment": {"max_batch_size": 8, "max_ongoing_requests": 32, "batch_wait_timeout_s": 0.2},
         "defaults": {"steps": 4},

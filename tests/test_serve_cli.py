@@ -23,23 +23,23 @@ START_TIMEOUT_S = 120
 
 
 def args(**kw):
-    base = {"spec": None, "checkpoint": None, "host": None, "port": None, "token_file": None}
+    base = {"spec": None, "export": None, "host": None, "port": None, "token_file": None}
     return argparse.Namespace(**{**base, **kw})
 
 
 def test_arguments_make_a_serve_spec(tmp_path):
-    spec = serve_spec_from_args(args(checkpoint="s3://b/export"))
-    assert spec.checkpoint == "s3://b/export" and spec.http.host == "127.0.0.1" and spec.http.port == 8000
+    spec = serve_spec_from_args(args(export="s3://b/export"))
+    assert spec.export == "s3://b/export" and spec.http.host == "127.0.0.1" and spec.http.port == 8000
     path = tmp_path / "serve.yaml"
-    path.write_text("kind: serve\ncheckpoint: ckpt\nhttp: {port: 9001}\ndeployment: {max_batch_size: 4}\n")
+    path.write_text("kind: serve\nexport: ckpt\nhttp: {port: 9001}\ndeployment: {max_batch_size: 4}\n")
     spec = serve_spec_from_args(args(spec=str(path), host="0.0.0.0", token_file="/run/secret"))
     assert (spec.http.host, spec.http.port, spec.auth.token_file) == ("0.0.0.0", 9001, "/run/secret")
     assert spec.deployment.max_batch_size == 4
     with pytest.raises(SpecError, match="either"):
         serve_spec_from_args(args())
     with pytest.raises(SpecError, match="either"):
-        serve_spec_from_args(args(spec=str(path), checkpoint="x"))
-    path.write_text("kind: serve\ncheckpoint: c\ndeployment: {max_batch_size: 0}\n")
+        serve_spec_from_args(args(spec=str(path), export="x"))
+    path.write_text("kind: serve\nexport: c\ndeployment: {max_batch_size: 0}\n")
     with pytest.raises(SpecError, match="deployment.max_batch_size"):
         serve_spec_from_args(args(spec=str(path)))
 
@@ -49,10 +49,10 @@ def test_serve_refuses_an_incomplete_export_before_starting_anything(tmp_path, c
 
     export = write_tiny_export(str(tmp_path / "export"))
     (tmp_path / "export" / "COMPLETE").unlink()
-    assert cli(["serve", "--checkpoint", export]) == 2
+    assert cli(["serve", "--export", export]) == 2
     err = capsys.readouterr().err
-    assert "checkpoint: export" in err and "COMPLETE" in err
-    assert cli(["serve", "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert "export: export" in err and "COMPLETE" in err
+    assert cli(["serve", "--export", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -66,7 +66,7 @@ def test_videomar_serve_answers_with_a_token_and_stops_on_interrupt(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "videomar.platform.cli", "serve", "--checkpoint", export, "--port", str(port),
+        [sys.executable, "-m", "videomar.platform.cli", "serve", "--export", export, "--port", str(port),
          "--token-file", str(token)],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )

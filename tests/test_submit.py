@@ -71,7 +71,7 @@ def precomputed(ray_head, tmp_path_factory) -> Precomputed:
     videos = write_sample_videos(work / "sample", VIDEOS, seed=0, frames=FRAMES, size=SIZE)
     # jobs/quickstart/precompute.yaml as written, but for absolute paths.
     data = yaml.safe_load((ROOT / "jobs" / "quickstart" / "precompute.yaml").read_text())
-    data.update(videos=str(videos), vae=quickstart_vae(work / "vae"), output=str(work / "latents"))
+    data.update(source=str(videos), vae=quickstart_vae(work / "vae"), output=str(work / "latents"))
     spec = write_spec(work / "precompute.yaml", data)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
@@ -126,7 +126,7 @@ def test_curriculum_runs_stages_in_order_each_from_the_previous_export(ray_head,
         assert (export / COMPLETE_MARKER).is_file()
     # Stage 2 ran from stage 1's export, and only after stage 1 had ended.
     shipped = yaml.safe_load((export2 / "spec.yaml").read_text())
-    assert shipped["init_from"]["uri"] == str(export1)
+    assert shipped["init_from"]["export"] == str(export1)
     jobs = {job.job_id: job for job in client(ray_head).list()}
     assert [jobs[i].status for i in ids] == ["SUCCEEDED", "SUCCEEDED"]
     assert jobs[ids[1]].start_time >= jobs[ids[0]].end_time
@@ -151,7 +151,7 @@ def test_a_spec_failing_on_the_cluster_reaches_failed_with_its_reason(ray_head, 
     # Valid as written; the folder of videos it names does not exist where the job runs.
     missing = tmp_path / "no-such-videos"
     data = yaml.safe_load((ROOT / "jobs" / "quickstart" / "precompute.yaml").read_text())
-    data.update(videos=str(missing), vae=quickstart_vae(tmp_path / "vae"), output=str(tmp_path / "latents"))
+    data.update(source=str(missing), vae=quickstart_vae(tmp_path / "vae"), output=str(tmp_path / "latents"))
     spec = write_spec(tmp_path / "precompute.yaml", data)
     # --follow streams the log as the job runs and exits 1 when it did not succeed; the job's
     # preflight on the cluster names the missing folder.
@@ -199,7 +199,7 @@ def test_stop_stops_a_running_job(ray_head, tmp_path, capsys):
     export = write_tiny_export(str(tmp_path / "export"))
     # A serve job runs until stopped. Last in the module: Serve's own actors outlive the job.
     spec = write_spec(tmp_path / "serve.yaml", {
-        "kind": "serve", "name": "stop-me", "checkpoint": export,
+        "kind": "serve", "name": "stop-me", "export": export,
         "http": {"host": "127.0.0.1", "port": free_port()},
         "deployment": {"cpus_per_replica": 0.5, "gpus_per_replica": 0},
         "auth": {"token_env": None},

@@ -96,7 +96,7 @@ def test_quickstart_curriculum_two_stages_zero2_rerun_resumes_stage2_starts_from
 
     # Stage 2 (longer clips) starts from stage 1's EMA weights: equal at its first step.
     spec2 = stage("qs-stage2", latents, tmp_path, stage_file="stage2.yaml",
-                  init_from={"uri": r1.export_uri, "carry": ["weights", "ema"]})
+                  init_from={"export": r1.export_uri, "carry": ["weights", "ema"]})
     assert spec2.data.bucket.frames > spec1.data.bucket.frames
     r2 = train(spec2)
     assert r2.metrics["step"] == STEPS and r2.metrics["start_step"] == 0
@@ -165,15 +165,15 @@ def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoi
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
         first = stage("mn-stage1", latents, tmp_path, storage=s3_server.uri("mn"),
-                      scaling={"workers": 2, "placement": "STRICT_SPREAD"}, samples={"count": 0})
+                      resources={"workers": 2, "placement": "STRICT_SPREAD"}, samples={"count": 0})
         r1 = train(first)
         assert len(set(r1.metrics["nodes"])) == 2  # rank 0 and rank 1 on different nodes
         assert storage.exists(storage.join(r1.export_uri, export.COMPLETE_MARKER))
         # The next stage starts from stage 1's last checkpoint in S3 (not its export): the weights
         # gathered from the ZeRO-2 shards, the EMA from the checkpoint.
         second = stage("mn-stage2", latents, tmp_path, stage_file="stage2.yaml", storage=s3_server.uri("mn"),
-                       scaling={"workers": 2, "placement": "STRICT_SPREAD"}, samples={"count": 0},
-                       init_from={"uri": r1.checkpoint_uri, "carry": ["weights", "ema"]})
+                       resources={"workers": 2, "placement": "STRICT_SPREAD"}, samples={"count": 0},
+                       init_from={"checkpoint": r1.checkpoint_uri, "carry": ["weights", "ema"]})
         r2 = train(second)
         assert r2.metrics["step"] == STEPS and len(set(r2.metrics["nodes"])) == 2
         carried = checkpoint.checkpoint_weights(r1.checkpoint_uri, ["weights", "ema"])
@@ -190,8 +190,8 @@ def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoi
 
 def test_bad_specs_fail_before_training_naming_the_problem(ray_cluster, latents, tmp_path):
     # Workers that would take every CPU of the cluster, leaving Ray Data none to feed them.
-    greedy = stage("greedy", latents, tmp_path, scaling={"workers": 4, "cpus_per_worker": 1})
-    with pytest.raises(SpecError, match=r"scaling: 4 workers x cpus_per_worker=1 reserve 4 of the cluster's 4 "
+    greedy = stage("greedy", latents, tmp_path, resources={"workers": 4, "cpus_per_worker": 1})
+    with pytest.raises(SpecError, match=r"resources: 4 workers x cpus_per_worker=1 reserve 4 of the cluster's 4 "
                                         r"CPUs, leaving 0 for Ray Data"):
         train(greedy)
     # Frames that are not a bucket of the dataset.
@@ -203,8 +203,8 @@ def test_bad_specs_fail_before_training_naming_the_problem(ray_cluster, latents,
     half = tmp_path / "half-export"
     half.mkdir()
     (half / export.CONFIG_FILE).write_text("{}")
-    bad_init = stage("bad-init", latents, tmp_path, init_from={"uri": str(half)})
-    with pytest.raises(SpecError, match=f"init_from.uri: export {half} is incomplete: no COMPLETE marker"):
+    bad_init = stage("bad-init", latents, tmp_path, init_from={"export": str(half)})
+    with pytest.raises(SpecError, match=f"init_from.export: export {half} is incomplete: no COMPLETE marker"):
         train(bad_init)
     missing = stage("bad-manifest", latents, tmp_path,
                     data={"manifest": str(tmp_path / "nope.json"), "bucket": {"frames": 5, "height": 32, "width": 32}})

@@ -32,7 +32,7 @@ def train_dict(**changes) -> dict:
         "data": {"manifest": "latents/manifest.json", "bucket": {"frames": 5, "height": 32, "width": 32}},
         "optim": {"batch_size": 4, "grad_accum": 2},
         "schedule": {"steps": 10, "warmup_steps": 2},
-        "scaling": {"workers": 2},
+        "resources": {"workers": 2},
     }
     for key, value in changes.items():
         base[key] = {**base[key], **value} if isinstance(value, dict) and key in base else value
@@ -51,7 +51,7 @@ def test_bad_specs_name_the_field():
     with pytest.raises(SpecError, match=r"model\.heads=5 does not divide"):
         parse_spec(train_dict(model={"preset": "tiny", "overrides": {"heads": 5}}))
     with pytest.raises(SpecError, match=r"init_from\.carry"):
-        parse_spec(train_dict(init_from={"uri": "x", "carry": []}))
+        parse_spec(train_dict(init_from={"export": "x", "carry": []}))
     with pytest.raises(SpecError, match=r"name: Value error, 'a/b' must be a plain name"):
         parse_spec(train_dict(name="a/b"))
 
@@ -61,7 +61,7 @@ def test_every_job_spec_in_the_repository_validates():
     assert len(paths) >= 5
     specs = [load_spec(p) for p in paths]
     assert all(s.kind == "train" for s in specs)
-    paper = [s for s in specs if "/paper/" in s.source]
+    paper = [s for s in specs if "/paper/" in s.file]
     assert {s.model.preset for s in paper} == {"large"}
     frames = [s.data.bucket.frames for s in paper]
     heights = [s.data.bucket.height for s in paper]

@@ -27,12 +27,12 @@ TINY_VAE = {"latent_channels": 8, "temporal_compression": 4, "spatial_compressio
 
 def spec_dict(source: str, output: str, steps: int = 50, **data) -> dict:
     return {
-        "kind": "train-vae", "name": "test-vae",
-        "data": {"source": source, "frames": 5, "height": 32, "width": 32, "clips_per_video": 2, **data},
+        "kind": "train-vae", "name": "test-vae", "source": source,
+        "data": {"frames": 5, "height": 32, "width": 32, "clips_per_video": 2, **data},
         "vae": TINY_VAE,
         "train": {"steps": steps, "batch_size": 4, "lr": 0.003, "log_every": 20, "seed": 1},
-        "scaling": {"workers": 2},
-        "output": output,
+        "resources": {"workers": 2},
+        "export": output,
     }
 
 
@@ -71,8 +71,8 @@ def test_training_lowers_reconstruction_error(trained):
 
 def test_export_to_s3_round_trip_gives_the_trained_latents(trained, s3_server):
     result, frames, export, _ = trained
-    assert result.output == s3_server.uri("vaes", "v1")
-    assert [u.rsplit("/", 1)[-1] for u in storage.list_dir(result.output)] == ["config.json", "model.safetensors"]
+    assert result.export == s3_server.uri("vaes", "v1")
+    assert [u.rsplit("/", 1)[-1] for u in storage.list_dir(result.export)] == ["config.json", "model.safetensors"]
     loaded = load_vae(export)
     pixels = model_pixels(frames)
     with torch.no_grad():
@@ -92,7 +92,7 @@ def test_psnr_and_spec_are_logged_to_mlflow(trained):
     (run,) = client.search_runs([client.get_experiment_by_name("vae-test").experiment_id])
     assert run.data.metrics["psnr_after"] == pytest.approx(result.psnr_after)
     assert run.data.metrics["psnr_before"] == pytest.approx(result.psnr_before)
-    assert run.data.params["train.steps"] == "50" and run.data.params["output"] == result.output
+    assert run.data.params["train.steps"] == "50" and run.data.params["export"] == result.export
     assert run.data.tags["videomar.vae_id"] == result.vae_id and run.info.status == "FINISHED"
 
 
@@ -125,7 +125,7 @@ def test_sources_on_s3_are_read(sample, s3_server):
     ({"vae": {"scale": 0.5}}, "vae.scale"),
     ({"train": {"steps": 0}}, "train.steps"),
     ({"train": {"stepz": 5}}, "train.stepz"),
-    ({"scaling": {"workers": 0}}, "scaling.workers"),
+    ({"resources": {"workers": 0}}, "resources.workers"),
 ])
 def test_bad_spec_values_name_the_field(patch, field):
     data = spec_dict("sample/manifest.jsonl", "vae")
@@ -138,7 +138,7 @@ def test_bad_spec_values_name_the_field(patch, field):
 
 def test_bad_sources_name_the_file(tmp_path, sample):
     missing = parse_spec(spec_dict(str(tmp_path / "nothing.jsonl"), "vae"))
-    with pytest.raises(ConfigError, match="data.source=.*nothing.jsonl"):
+    with pytest.raises(ConfigError, match="source=.*nothing.jsonl"):
         load_clips(missing)
     with pytest.raises(ConfigError, match="has no files"):
         load_clips(parse_spec(spec_dict(str(tmp_path), "vae")))
@@ -164,6 +164,6 @@ def test_quickstart_spec_matches_the_quickstart_contract():
     config = spec.vae_config()
     assert (config.latent_channels, config.temporal_compression, config.spatial_compression) == (16, 4, 8)
     assert (spec.data.frames, spec.data.height, spec.data.width) == (9, 32, 32)
-    assert spec.output == "vae" and spec.data.source == "sample/manifest.jsonl"
+    assert spec.export == "vae" and spec.source == "sample/manifest.jsonl"
     # videomar quickstart --small overrides train.steps.
     assert "steps" in yaml.safe_load(QUICKSTART_SPEC.read_text())["train"]

@@ -45,7 +45,7 @@ def precompute_spec(sources: str, vae: str, output: str, **changes):
     from videomar.platform.jobs import parse_spec
 
     data = yaml.safe_load((ROOT / "jobs/quickstart/precompute.yaml").read_text())
-    data.update(videos=sources, vae=vae, output=output, **changes)
+    data.update(source=sources, vae=vae, output=output, **changes)
     return parse_spec(data, "jobs/quickstart/precompute.yaml (test paths)")
 
 

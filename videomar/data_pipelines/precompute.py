@@ -20,6 +20,7 @@ from videomar.artifacts.manifest import (DatasetManifest, bucket_manifest, chann
                                               write_manifest)
 from videomar.artifacts.shards import SCHEMA_VERSION, ShardInfo, read_keys, read_shard_info, shard_uris
 from videomar.data_pipelines.sources import list_sources
+from videomar.ray_env import gpus_per_worker
 from videomar.data_pipelines.stages import ERROR, SKIP, WRITTEN, ClipParams, decode_source, write_batch
 
 PROGRESS_EVERY_S = 5.0
@@ -34,7 +35,7 @@ class PrecomputeConfig:
     encode_workers: int = 1  # actors in the encoder pool
     encode_batch: int = 8  # clips per VAE call
     encode_cpus: float = 1.0  # CPUs reserved per encoder actor
-    encode_gpus: float | None = None  # GPUs per encoder actor; None = 1 when the cluster has GPUs
+    encode_gpus: float | str = "auto"  # GPUs per encoder actor; auto = 1 when the cluster has GPUs
     decode_cpus: float = 1.0  # CPUs reserved per decode task
     shard_clips: int = 256  # clips per shard (at most)
     max_error_fraction: float = 0.0  # the run fails when more than this fraction of videos fail
@@ -163,11 +164,7 @@ def encoder_threads(cfg: PrecomputeConfig) -> int:
 
 
 def encoder_gpus(cfg: PrecomputeConfig) -> float:
-    if cfg.encode_gpus is not None:
-        return cfg.encode_gpus
-    import ray
-
-    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    return gpus_per_worker(cfg.encode_gpus)
 
 
 def count_row(summary: Summary, row: dict) -> None:

@@ -1,7 +1,7 @@
 """A curriculum: ``train`` stages submitted one after another to a Ray cluster.
 
 Every stage is validated before the first is submitted. Each stage after the first starts from
-the previous stage's export: its ``init_from.uri`` is set to that export (keeping the stage's own
+the previous stage's export: its ``init_from.export`` is set to that export (keeping the stage's own
 ``init_from.carry``), and it is submitted only once the previous job SUCCEEDED. A stage that
 ends any other way stops the chain, and the result says which stage and why.
 """
@@ -16,9 +16,9 @@ from typing import Callable
 import yaml
 
 from videomar.errors import SpecError
-from videomar.platform.jobs import load_spec, parse_spec
+from videomar.platform.jobs import load_spec, parse_spec, read_spec_data
 from videomar.platform.specs.base import JobSpec
-from videomar.platform.submission import JobsClient, JobState
+from videomar.platform.submission import JobsClient, JobState, load_spec_text
 
 # Lines of a failed stage's log quoted in the reason.
 FAILED_LOG_LINES = 30
@@ -65,7 +65,7 @@ def load_stages(paths: list[str]) -> list[Stage]:
         if spec.kind != "train":
             raise SpecError(f"{path}: kind: a curriculum stage must be kind 'train', got {spec.kind!r}")
         _require_shared_paths(path, spec)
-        stages.append(Stage(path=path, spec=spec, data=yaml.safe_load(Path(path).read_text())))
+        stages.append(Stage(path=path, spec=spec, data=read_spec_data(path)))
     _require_distinct_exports(stages)
     return stages
 
@@ -93,10 +93,11 @@ def _require_distinct_exports(stages: list[Stage]) -> None:
 
 
 def wire(stage: Stage, previous_export: str) -> tuple[JobSpec, str]:
-    """The stage with ``init_from.uri`` set to the previous export; returns the spec and its YAML."""
+    """The stage with ``init_from.export`` set to the previous export; returns the spec and its YAML."""
     data = copy.deepcopy(stage.data)
     init = dict(data.get("init_from") or {})
-    init["uri"] = previous_export
+    init.pop("checkpoint", None)
+    init["export"] = previous_export
     data["init_from"] = init
     spec = parse_spec(data, f"{stage.path} (init_from wired to {previous_export})")
     return spec, yaml.safe_dump(data, sort_keys=False)
@@ -116,7 +117,7 @@ def run_curriculum(
         if init_from:
             spec, text = wire(stage, init_from)
         else:
-            spec, text = stage.spec, Path(stage.path).read_text()
+            spec, text = load_spec_text(stage.path)
         job_id = client.submit(spec, text, Path(stage.path).name)
         report(f"stage {number}/{len(stages)} {stage.path}: submitted as {job_id}"
                + (f", starting from {init_from}" if init_from else ""))

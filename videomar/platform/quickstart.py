@@ -10,7 +10,6 @@ local-disk storage and a local MLflow store. `--small` shrinks the counts for CI
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import shutil
 import time
@@ -68,7 +67,7 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
         with progress.step("sample videos of moving handwritten digits"):
             _sample_videos(work, plan)
         from videomar.platform.jobs import execute
-        from videomar.platform.ray_env import ensure_ray
+        from videomar.ray_env import ensure_ray
 
         with progress.step("start an in-process Ray"):
             ensure_ray(num_cpus=max(4, os.cpu_count() or 1))
@@ -88,25 +87,18 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
 
 def _write_specs(work: Path, plan: Plan) -> dict:
     """Copy the quickstart specs into the work dir (with --small overrides) and validate them."""
-    from videomar.platform.jobs import parse_spec
+    from videomar.platform.jobs import merge, parse_spec
 
     specs = {}
     for name in STAGES + OTHER_SPECS:
         source = JOBS_DIR / name
         text = source.read_text()
         if name in plan.overrides:
-            data = _merge(yaml.safe_load(text), plan.overrides[name])
+            data = merge(yaml.safe_load(text), plan.overrides[name])
             text = f"# {source.name} from videomar's quickstart, with --small overrides\n" + yaml.safe_dump(data, sort_keys=False)
         (work / name).write_text(text)
         specs[name] = parse_spec(yaml.safe_load(text), str(work / name))
     return specs
-
-
-def _merge(base: dict, patch: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 def _sample_videos(work: Path, plan: Plan) -> None:
@@ -136,7 +128,7 @@ def _generate(work: Path, plan: Plan) -> dict[str, Path]:
     bucket = load_export(export_uri).config["bucket"]
     image = _held_out_frame(work, (bucket["height"], bucket["width"]))
     out = work / "generated" / "heldout.mp4"
-    status = cli(["generate", "--checkpoint", export_uri, "--image", str(image), "--frames",
+    status = cli(["generate", "--export", export_uri, "--image", str(image), "--frames",
                   str(plan.generate_frames), "--steps", str(plan.generate_steps),
                   "--prompt", "a handwritten digit moving", "--out", str(out)])
     if status != 0:

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
+import yaml
+
 from videomar.platform.envfile import env_defaults
-from videomar.platform.jobs import load_spec
+from videomar.platform.jobs import parse_spec, read_spec_data
 from videomar.platform.specs.base import JobSpec
 
 # Variables that Ray's own client reads and that would override an explicit address.
@@ -257,6 +259,12 @@ class JobsClient:
 
 
 def load_spec_text(path: str | Path) -> tuple[JobSpec, str]:
-    """Read and validate a spec file; returns the spec and the exact text to ship."""
-    spec = load_spec(path)
-    return spec, Path(path).read_text()
+    """Read and validate a spec file; returns the spec and the text to ship: the file as written,
+    or, when it ``extends:`` a base file, the merged spec (the cluster has only this one file)."""
+    data = read_spec_data(path)
+    text = Path(path).read_text()
+    spec = parse_spec(data, str(path))
+    if "extends" in (yaml.safe_load(text) or {}):
+        text = f"# {Path(path).name} with its extends: chain merged in by videomar submit\n" + yaml.safe_dump(
+            data, sort_keys=False)
+    return spec, text

@@ -32,6 +32,7 @@ from videomar.errors import ConfigError
 from videomar.model.vae import CausalVideoVAE, VAEConfig, VideoVAE
 from videomar.artifacts.layout import CONFIG_FILE, WEIGHTS_FILE
 from videomar.platform.specs.train_vae import TrainVAESpec
+from videomar.ray_env import gpus_per_worker
 
 # Pixels are in [-1, 1]: the peak-to-peak range in PSNR = 10 log10(range^2 / MSE).
 PIXEL_RANGE = 2.0
@@ -49,7 +50,7 @@ class ClipSet:
 
 @dataclass(frozen=True)
 class VAEResult:
-    output: str
+    export: str  # where the VAE export was written (absolute)
     psnr_before: float
     psnr_after: float
     scale: float
@@ -62,9 +63,9 @@ class VAEResult:
 
 def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
     """Train, measure and export the VAE the spec describes; returns what it did."""
-    from videomar.platform.ray_env import ensure_ray
+    from videomar.ray_env import ensure_ray
 
-    output = storage.absolute(spec.output)
+    target = storage.absolute(spec.export)
     clips = load_clips(spec)
     out(f"train-vae: {len(clips.frames)} clips of {spec.data.frames}x{spec.data.height}x{spec.data.width} "
         f"from {clips.videos} videos ({len(clips.skipped)} skipped)")
@@ -80,11 +81,11 @@ def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
     vae.load_state_dict(fit(spec, config, vae.state_dict(), clips.frames))
     after = reconstruction_psnr(vae, eval_frames)
     vae.with_scale(latent_scale(vae, clips.frames))
-    write_export(vae, output)
-    result = VAEResult(output=output, psnr_before=before, psnr_after=after, scale=vae.scale, vae_id=vae.vae_id,
+    write_export(vae, target)
+    result = VAEResult(export=target, psnr_before=before, psnr_after=after, scale=vae.scale, vae_id=vae.vae_id,
                        clips=len(clips.frames), videos=clips.videos, skipped=clips.skipped, vae=vae)
     out(f"train-vae: reconstruction PSNR after {spec.train.steps} steps {after:.2f} dB "
-        f"(before {before:.2f} dB); latent scale {result.scale:.4f}; exported VAE {result.vae_id} to {output}")
+        f"(before {before:.2f} dB); latent scale {result.scale:.4f}; exported VAE {result.vae_id} to {target}")
     if spec.mlflow is not None:
         log_to_mlflow(spec, result)
     return result
@@ -94,16 +95,16 @@ def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
 
 
 def list_videos(source: str) -> list:
-    """The VideoSources named by ``data.source`` (folder, s3:// prefix or CSV/JSONL/Parquet
+    """The VideoSources named by ``source`` (folder, s3:// prefix or CSV/JSONL/Parquet
     manifest, as the precompute reads them); ConfigError names the source when it cannot."""
     from videomar.data_pipelines.sources import list_sources
 
     try:
         videos = list_sources(source)
     except (OSError, ValueError) as err:
-        raise ConfigError(f"data.source={storage.absolute(source)}: {err}") from None
+        raise ConfigError(f"source={storage.absolute(source)}: {err}") from None
     if not videos:
-        raise ConfigError(f"data.source={storage.absolute(source)}: lists no videos")
+        raise ConfigError(f"source={storage.absolute(source)}: lists no videos")
     return videos
 
 
@@ -113,7 +114,7 @@ def load_clips(spec: TrainVAESpec) -> ClipSet:
     from videomar.data_pipelines.clips import ClipError
 
     d = spec.data
-    videos = list_videos(d.source)[: d.max_videos]
+    videos = list_videos(spec.source)[: d.max_videos]
     clips, skipped, used = [], [], 0
     for video in videos:
         try:
@@ -127,7 +128,7 @@ def load_clips(spec: TrainVAESpec) -> ClipSet:
         clips += got
         used += 1
     if not clips:
-        raise ConfigError(f"data.source={storage.absolute(d.source)}: no clip could be read from {len(videos)} videos")
+        raise ConfigError(f"source={storage.absolute(spec.source)}: no clip could be read from {len(videos)} videos")
     return ClipSet(frames=np.stack(clips), videos=used, skipped=skipped)
 
 
@@ -193,14 +194,15 @@ def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    s = spec.scaling
-    resources = {"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.gpus_per_worker else {})}
+    s = spec.resources
+    gpus = gpus_per_worker(s.gpus_per_worker)
+    resources = {"CPU": s.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     with tempfile.TemporaryDirectory(prefix="videomar-train-vae-") as scratch:
         trainer = TorchTrainer(
             train_worker,
             train_loop_config={"train": spec.train.model_dump(), "vae": config,
                                "init": ray.put(initial), "frames": ray.put(frames)},
-            scaling_config=ScalingConfig(num_workers=s.workers, use_gpu=s.gpus_per_worker > 0,
+            scaling_config=ScalingConfig(num_workers=s.workers, use_gpu=gpus > 0,
                                          resources_per_worker=resources, placement_strategy=s.placement),
             run_config=run_config(spec, scratch),
         )
@@ -360,7 +362,7 @@ def log_to_mlflow(spec: TrainVAESpec, result: VAEResult) -> None:
     for key in ("psnr_before", "psnr_after", "scale", "clips", "videos"):
         client.log_metric(run.info.run_id, key, float(getattr(result, key)))
     client.set_tag(run.info.run_id, "videomar.vae_id", result.vae_id)
-    if not storage.is_s3(result.output):
-        client.log_artifacts(run.info.run_id, result.output, artifact_path="vae")
+    if not storage.is_s3(result.export):
+        client.log_artifacts(run.info.run_id, result.export, artifact_path="vae")
     client.set_terminated(run.info.run_id)
 

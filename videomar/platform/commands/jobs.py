@@ -51,7 +51,7 @@ def register(sub) -> None:
 
     p = _add(sub, "curriculum", "run train stages in order, each from the previous stage's export",
              "Validate every stage, then submit them one at a time: each stage starts only after the "
-             "previous one SUCCEEDED, with its init_from.uri set to that stage's export. A stage that "
+             "previous one SUCCEEDED, with its init_from.export set to that stage's export. A stage that "
              f"fails stops the chain and its reason is printed. {PATHS_NOTE}")
     p.add_argument("specs", nargs="+", metavar="SPEC.yaml", help="the stages, in order")
     p.set_defaults(func=cmd_curriculum)

@@ -3,7 +3,22 @@ this machine, no Serve needed)."""
 
 from __future__ import annotations
 
+import argparse
+
+from videomar.errors import UserError
+
 FRAMES_HELP = "pixel frames of the output video, the condition image included as frame 0"
+
+
+class _Renamed(argparse.Action):
+    """A flag an older videomar took: refused with the name of the one that replaces it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise UserError(f"{option_string} is now {self.default}")
+
+
+def refuse_renamed(parser, old: str, new: str) -> None:
+    parser.add_argument(old, action=_Renamed, default=new, nargs="?", help=argparse.SUPPRESS, dest="_renamed")
 
 
 def register(sub) -> None:
@@ -11,11 +26,12 @@ def register(sub) -> None:
         "serve", help="serve a stage export over HTTP on Ray Serve (127.0.0.1 unless configured)",
         description="Deploy the VideoMAR sampler on Ray Serve: POST /v1/generate, POST /v1/batches, "
         "GET /v1/batches/{id}, GET /v1/model, GET /healthz. Either a serve spec (kind: serve) or "
-        "--checkpoint with the defaults. Connects to RAY_ADDRESS if set, else starts a local Ray. "
+        "--export with the defaults. Connects to RAY_ADDRESS if set, else starts a local Ray. "
         "Blocks until Ctrl-C.",
     )
     p.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="a kind: serve spec")
-    p.add_argument("--checkpoint", metavar="URI", help="a complete stage export (instead of a spec)")
+    p.add_argument("--export", metavar="URI", help="a complete stage export (instead of a spec)")
+    refuse_renamed(p, "--checkpoint", "--export")
     p.add_argument("--host", help="bind address (default 127.0.0.1, or the spec's http.host)")
     p.add_argument("--port", type=int, help="port (default 8000, or the spec's http.port)")
     p.add_argument("--token-file", metavar="PATH", help="require this bearer token (file holding it)")
@@ -28,7 +44,8 @@ def register(sub) -> None:
         "contact sheet OUT.png beside it. The image is rejected (not resized) unless its width and "
         "height are multiples of the model's spatial multiple.",
     )
-    p.add_argument("--checkpoint", required=True, metavar="URI", help="a complete stage export")
+    p.add_argument("--export", required=True, metavar="URI", help="a complete stage export")
+    refuse_renamed(p, "--checkpoint", "--export")
     p.add_argument("--image", required=True, metavar="PNG", help="the condition image (PNG or JPEG)")
     p.add_argument("--frames", required=True, type=int, metavar="N", help=FRAMES_HELP)
     p.add_argument("--out", required=True, metavar="OUT.mp4", help="the MP4 to write")
@@ -48,18 +65,18 @@ def serve_spec_from_args(args):
     from videomar.errors import SpecError
     from videomar.platform.jobs import load_spec, parse_spec
 
-    if bool(args.spec) == bool(args.checkpoint):
-        raise SpecError("give either SPEC.yaml or --checkpoint URI")
+    if bool(args.spec) == bool(args.export):
+        raise SpecError("give either SPEC.yaml or --export URI")
     if args.spec:
         spec = load_spec(args.spec)
         if spec.kind != "serve":
             raise SpecError(f"{args.spec}: kind: {spec.kind!r}; videomar serve needs kind: serve")
         data = spec.model_dump()
     else:
-        data = {"kind": "serve", "checkpoint": args.checkpoint}
+        data = {"kind": "serve", "export": args.export}
     http = {**data.get("http", {}), **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}}
     auth = {**data.get("auth", {}), **({"token_file": args.token_file} if args.token_file else {})}
-    return parse_spec({**data, "http": http, "auth": auth}, args.spec or "--checkpoint")
+    return parse_spec({**data, "http": http, "auth": auth}, args.spec or "--export")
 
 
 def cmd_serve(args) -> int:
@@ -72,7 +89,6 @@ def cmd_serve(args) -> int:
 def cmd_generate(args) -> int:
     import pydantic
 
-    from videomar.errors import UserError
     from videomar.artifacts.media import write_outputs
     from videomar.platform.serving.engine import Engine, Job
     from videomar.platform.serving.requests import image_from_bytes
@@ -91,7 +107,7 @@ def cmd_generate(args) -> int:
             raw = f.read()
     except OSError as err:
         raise UserError(f"--image {args.image}: {err.strerror or err}") from None
-    engine = Engine.load(args.checkpoint)
+    engine = Engine.load(args.export)
     image = image_from_bytes(raw, f"--image {args.image}", None, engine.spatial_multiple)
     job = Job(image=image, prompt=args.prompt, frames=s.frames, steps=s.steps, cfg=s.cfg,
               temperature=s.temperature, seed=s.seed)

@@ -122,12 +122,12 @@ def stage_history(export_uri: str, current: dict[str, Any]) -> list[dict[str, An
     first, ending with ``current``. Stages never evaluated are left out."""
     chain: list[dict[str, Any]] = []
     seen = {str(export_uri)}
-    uri = ((_export_spec(export_uri).get("init_from") or {}).get("uri"))
+    uri = ((_export_spec(export_uri).get("init_from") or {}).get("export"))
     while uri and str(uri) not in seen:
         seen.add(str(uri))
         try:
             found = report.read_eval_json(uri)
-            parent = (_export_spec(uri).get("init_from") or {}).get("uri")
+            parent = (_export_spec(uri).get("init_from") or {}).get("export")
         except (OSError, ValueError):
             break
         if found is not None:

@@ -58,7 +58,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> JobSpec:
         spec = cls.model_validate(data)
     except pydantic.ValidationError as err:
         raise SpecError(f"{source}: invalid {data['kind']} spec: {format_validation_error(err)}") from None
-    return spec.with_source(source)
+    return spec.with_file(source)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -76,9 +76,37 @@ def read_yaml(path: str | Path) -> Any:
         raise SpecError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
 
 
+def read_spec_data(path: str | Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A spec file's mapping with its ``extends:`` chain merged in: ``extends: FILE`` (relative to
+    the spec's folder) names a file of shared settings; the spec's own values win, and sections
+    merge key by key. The result is what gets validated (and shipped to a cluster)."""
+    path = Path(path)
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a job spec must be a YAML mapping with a 'kind', got {type(data).__name__}")
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    base_path = (path.parent / str(base_name)).resolve()
+    if base_path in seen:
+        raise SpecError(f"{path}: extends: {base_name} extends {path} again (a loop)")
+    if not base_path.is_file():
+        raise SpecError(f"{path}: extends: {base_path} does not exist")
+    return merge(read_spec_data(base_path, (*seen, path.resolve())), data)
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``base`` updated by ``override``, mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if both else value
+    return out
+
+
 def load_spec(path: str | Path) -> JobSpec:
     """Read and validate one YAML job spec; SpecError names the file and the field at fault."""
-    return parse_spec(read_yaml(path), str(path))
+    return parse_spec(read_spec_data(path), str(path))
 
 
 def format_validation_error(err: pydantic.ValidationError) -> str:
@@ -89,7 +117,8 @@ def format_validation_error(err: pydantic.ValidationError) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the spec reference in README.md)"
-        parts.append(f"{field}: {msg}")
+        msg = msg.removeprefix("Value error, ")
+        parts.append(msg if field == "<root>" else f"{field}: {msg}")
     return "; ".join(parts)
 
 
@@ -100,13 +129,13 @@ def preflight(spec: JobSpec) -> Any:
     except SpecError:
         raise
     except (ValueError, FileNotFoundError) as err:
-        raise SpecError(f"{spec.source}: {err}") from None
+        raise SpecError(f"{spec.file}: {err}") from None
 
 
 def execute(spec: JobSpec) -> int:
     """Preflight, then Ray (RAY_ADDRESS's cluster, else an in-process one), then the job."""
     from videomar.platform.envfile import apply_env_defaults
-    from videomar.platform.ray_env import ensure_ray
+    from videomar.ray_env import ensure_ray
 
     checked = preflight(spec)
     # Before Ray is imported by ensure_ray: the auth settings are read when it connects.

@@ -17,7 +17,7 @@ def preflight(spec: Spec):
     """The pipeline configuration, after checking that its inputs are there."""
     config = spec.config()
     if not storage.exists(config.source):
-        raise ConfigError(f"videos: {config.source} does not exist")
+        raise ConfigError(f"source: {config.source} does not exist")
     if not storage.exists(storage.join(config.vae, "config.json")):
         raise ConfigError(f"vae: {config.vae} is not a VAE export (no config.json); run the train-vae job first")
     return config

@@ -15,7 +15,7 @@ __all__ = ["Spec", "preflight", "run"]
 
 
 def preflight(spec: Spec) -> None:
-    export.check_complete(storage.absolute(spec.checkpoint), "checkpoint")
+    export.check_complete(storage.absolute(spec.export), "export")
     TokenCheck.from_config(spec.auth)  # an AuthError names the unreadable file or variable
 
 

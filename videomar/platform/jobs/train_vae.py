@@ -14,9 +14,9 @@ __all__ = ["Spec", "preflight", "run"]
 
 
 def preflight(spec: Spec) -> None:
-    source = storage.absolute(spec.data.source)
+    source = storage.absolute(spec.source)
     if not storage.exists(source):
-        raise ConfigError(f"data.source: {source} does not exist")
+        raise ConfigError(f"source: {source} does not exist")
 
 
 def run(spec: Spec, _checked=None) -> int:

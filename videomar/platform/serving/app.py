@@ -33,11 +33,12 @@ from videomar.artifacts import storage
 from videomar.artifacts.media import DEFAULT_FPS, mp4_bytes
 from videomar.platform.serving.auth import TokenCheck
 from videomar.platform.serving.batches import BatchStatus, BatchStore, new_batch_id, output_prefix, run_batch
-from videomar.platform.serving.engine import Engine, Job, gpus_per_worker
+from videomar.platform.serving.engine import Engine, Job
 from videomar.platform.serving.requests import (
     BatchRequest, GenerateRequest, RequestError, parse_json, to_job, validate,
 )
 from videomar.platform.specs.serve import Limits, SamplerDefaults, ServeSpec
+from videomar.ray_env import gpus_per_worker
 
 FRAMES_UNIT = "pixel frames of the output video; the condition image is frame 0 and counts"
 IMAGE_SIZE_POLICY = (
@@ -59,8 +60,8 @@ async def _request_error(_: Request, err: RequestError) -> JSONResponse:
 class Sampler:
     """One replica: the export loaded once; batched generation; batch-size statistics."""
 
-    def __init__(self, checkpoint: str, max_batch_size: int, batch_wait_timeout_s: float):
-        self.engine = Engine.load(checkpoint)
+    def __init__(self, export: str, max_batch_size: int, batch_wait_timeout_s: float):
+        self.engine = Engine.load(export)
         self.batch_sizes: Counter = Counter()  # requests per @serve.batch call
         self.call_sizes: Counter = Counter()  # rows per sampler call
         self.generate_batch.set_max_batch_size(max_batch_size)
@@ -212,15 +213,15 @@ def build_app(spec: ServeSpec, token: TokenCheck | None = None):
     the spec's auth section configures. Refuses an incomplete export (ConfigError naming it)."""
     from videomar.artifacts.export import check_complete
 
-    check_complete(storage.absolute(spec.checkpoint), "checkpoint")
-    d = spec.deployment
+    check_complete(storage.absolute(spec.export), "export")
+    d, r = spec.deployment, spec.resources
     scaling = ({"autoscaling_config": d.autoscaling.model_dump()} if d.autoscaling
-               else {"num_replicas": d.replicas})
+               else {"num_replicas": r.workers})
     sampler = Sampler.options(
         max_ongoing_requests=d.max_ongoing_requests,
-        ray_actor_options={"num_cpus": d.cpus_per_replica, "num_gpus": gpus_per_worker(d.gpus_per_replica)},
+        ray_actor_options={"num_cpus": r.cpus_per_worker, "num_gpus": gpus_per_worker(r.gpus_per_worker)},
         **scaling,
-    ).bind(storage.absolute(spec.checkpoint), d.max_batch_size, d.batch_wait_timeout_s)
+    ).bind(storage.absolute(spec.export), d.max_batch_size, d.batch_wait_timeout_s)
     settings = ApiSettings(
         limits=spec.limits, defaults=spec.defaults, storage_root=storage.absolute(spec.storage.root),
         token=token or TokenCheck.from_config(spec.auth), max_batch_size=d.max_batch_size,
@@ -244,7 +245,7 @@ def serve_forever(spec: ServeSpec) -> int:
 
     try:
         url = start(spec)
-        print(f"videomar serving {spec.checkpoint} at {url} (GET {url}/v1/model); Ctrl-C stops", flush=True)
+        print(f"videomar serving {spec.export} at {url} (GET {url}/v1/model); Ctrl-C stops", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -139,12 +139,3 @@ class Engine:
         )  # [B, C, 1 + frames', H', W']
         pixels = decode_latents(self.vae, latents)[:, :, : first.frames]  # [B, 3, frames, H, W]
         return [to_uint8_frames(video) for video in pixels]
-
-
-def gpus_per_worker(wanted: float | str) -> float:
-    """GPUs for one replica or actor: ``auto`` is one when the connected Ray cluster has GPUs."""
-    if wanted != "auto":
-        return float(wanted)
-    import ray
-
-    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0

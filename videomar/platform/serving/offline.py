@@ -19,9 +19,10 @@ import pydantic
 from videomar.artifacts import storage
 from videomar.errors import ConfigError
 from videomar.artifacts.media import mp4_bytes
-from videomar.platform.serving.engine import Engine, Job, gpus_per_worker
+from videomar.platform.serving.engine import Engine, Job
 from videomar.platform.serving.requests import image_from_bytes
 from videomar.platform.specs.generate import GenerateSpec, InputLine
+from videomar.ray_env import gpus_per_worker
 
 RESULTS_FILE = "results.json"
 
@@ -75,8 +76,8 @@ def _manifest_lines(uri: str):
 class GenerateActor:
     """A Ray Data actor: the export loaded once; each call samples a batch of inputs."""
 
-    def __init__(self, checkpoint: str, output: str, overwrite: bool):
-        self.engine = Engine.load(checkpoint)
+    def __init__(self, export: str, output: str, overwrite: bool):
+        self.engine = Engine.load(export)
         self.output, self.overwrite = output, overwrite
 
     def __call__(self, batch: dict) -> dict:
@@ -124,7 +125,7 @@ def check_inputs(spec: GenerateSpec) -> list[dict[str, Any]]:
     """The generate job's preflight: a complete export and valid inputs; the resolved rows."""
     from videomar.artifacts.export import check_complete
 
-    check_complete(storage.absolute(spec.checkpoint), "checkpoint")
+    check_complete(storage.absolute(spec.export), "export")
     return read_inputs(spec)
 
 
@@ -133,14 +134,14 @@ def run_generate(spec: GenerateSpec, rows: list[dict[str, Any]]) -> int:
     import ray.data
     from ray.data import ActorPoolStrategy
 
-    w = spec.workers
+    r = spec.resources
     output = storage.absolute(spec.output)
     dataset = ray.data.from_items([{"input": json.dumps(r)} for r in rows]).map_batches(
         GenerateActor,
-        fn_constructor_kwargs={"checkpoint": storage.absolute(spec.checkpoint), "output": output,
+        fn_constructor_kwargs={"export": storage.absolute(spec.export), "output": output,
                                "overwrite": spec.overwrite},
-        batch_size=w.batch_size, compute=ActorPoolStrategy(size=w.actors),
-        num_cpus=w.cpus_per_actor, num_gpus=gpus_per_worker(w.gpus_per_actor),
+        batch_size=spec.batch_size, compute=ActorPoolStrategy(size=r.workers),
+        num_cpus=r.cpus_per_worker, num_gpus=gpus_per_worker(r.gpus_per_worker),
     )
     results = sorted((json.loads(r["result"]) for r in dataset.take_all()), key=lambda r: r["index"])
     storage.write_bytes_atomic(storage.join(output, RESULTS_FILE), json.dumps(results, indent=1).encode())

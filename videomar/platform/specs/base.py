@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+AUTO = "auto"  # GPUs per worker: one when the cluster has GPUs, else none
 
 
 class Section(BaseModel):
     """A spec section: unknown keys are errors, values are immutable once validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Keys older videomar versions used here -> what replaces them; refused with that message.
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_old_names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            old = [key for key in cls.RENAMED if key in data]
+            if old:
+                raise ValueError("; ".join(f"{key} is no longer a key here: {cls.RENAMED[key]}" for key in old))
+        return data
+
+
+class ResourcesSection(Section):
+    """The Ray workers a job starts (training ranks, actors or Serve replicas) and what each takes."""
+
+    workers: int = Field(default=1, ge=1, description="training ranks, actors or replicas")
+    cpus_per_worker: float = Field(default=1, gt=0)
+    gpus_per_worker: float | Literal["auto"] = Field(
+        default=AUTO, description="auto: one GPU per worker when the cluster has GPUs, else none")
+
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _non_negative(cls, v: float | str) -> float | str:
+        if v != AUTO and v < 0:
+            raise ValueError(f"{v} must be >= 0, or auto")
+        return v
 
 
 class JobSpec(Section):
@@ -19,15 +48,16 @@ class JobSpec(Section):
 
     kind: str
     name: str | None = Field(default=None, description="A name for runs, exports and MLflow")
-    _source: str = PrivateAttr(default="<spec>")
+    _file: str = PrivateAttr(default="<spec>")
 
-    def with_source(self, source: str) -> "JobSpec":
-        self._source = source
+    def with_file(self, file: str) -> "JobSpec":
+        """The spec, remembering the file it was read from (messages name it)."""
+        self._file = file
         return self
 
     @property
-    def source(self) -> str:
-        return self._source
+    def file(self) -> str:
+        return self._file
 
     def min_cluster_cpus(self) -> float:
         """CPUs a local cluster started for this job must have (0: the machine's cores do)."""

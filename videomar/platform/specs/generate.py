@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from videomar.platform.specs.base import JobSpec, Section
+from videomar.platform.specs.base import JobSpec, ResourcesSection, Section
 from videomar.platform.specs.serve import SamplerDefaults
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
@@ -42,25 +42,20 @@ class GenerateDefaults(SamplerDefaults):
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
-class WorkersSection(Section):
-    """The Ray Data actor pool: each actor loads the export once."""
-
-    actors: int = Field(default=1, ge=1)
-    batch_size: int = Field(default=8, ge=1, description="inputs per actor call (sampled together)")
-    cpus_per_actor: float = Field(default=1, gt=0)
-    gpus_per_actor: float | Literal["auto"] = Field(
-        default="auto", description="auto: one GPU per actor when the cluster has GPUs, else none")
-
-
 class GenerateSpec(JobSpec):
+    RENAMED = {"checkpoint": "use export (the URI of a finished stage's export)",
+               "workers": "use resources (workers, cpus_per_worker, gpus_per_worker) and batch_size"}
+
     kind: Literal["generate"] = "generate"
-    checkpoint: str = Field(description="URI of a complete stage export (local path or s3://)")
+    export: str = Field(description="URI of a complete stage export (local path or s3://)")
     inputs: str | None = Field(default=None, description="URI of the inputs manifest (JSON Lines)")
     items: list[InputLine] | None = Field(default=None, min_length=1, description="the inputs inline, instead")
     output: str = Field(description="URI of the folder the videos are written to")
     overwrite: bool = Field(default=False, description="redo inputs whose video already exists")
     defaults: GenerateDefaults = GenerateDefaults()
-    workers: WorkersSection = WorkersSection()
+    resources: ResourcesSection = Field(default_factory=ResourcesSection,
+                                        description="the Ray Data actors; each loads the export once")
+    batch_size: int = Field(default=8, ge=1, description="inputs per actor call (sampled together)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "GenerateSpec":

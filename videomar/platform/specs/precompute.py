@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from videomar.platform.specs.base import BucketSection, JobSpec, Section
+from videomar.platform.specs.base import BucketSection, JobSpec, ResourcesSection, Section
 
 
 class ClipsSection(Section):
@@ -21,24 +21,26 @@ class ClipsSection(Section):
 
 
 class EncodeSection(Section):
-    """The VAE encoder actor pool."""
+    """Batching of the VAE encoder actors (their count and CPUs/GPUs are ``resources``)."""
 
-    workers: int = Field(default=1, ge=1, description="encoder actors")
+    RENAMED = {k: f"use resources.{k}" for k in ("workers", "cpus_per_worker", "gpus_per_worker")}
+
     batch_size: int = Field(default=8, ge=1, description="clips per VAE call")
-    cpus_per_worker: float = Field(default=1.0, gt=0)
-    gpus_per_worker: float | None = Field(default=None, ge=0, description="None = 1 when the cluster has GPUs")
     decode_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved per decode or write task")
 
 
 class PrecomputeSpec(JobSpec):
+    RENAMED = {"videos": "use source (a folder, an s3:// prefix, or a manifest of videos)"}
+
     kind: str = "precompute"
-    videos: str = Field(description="a folder, an s3:// prefix, or a CSV/JSONL/Parquet manifest (path, caption, "
+    source: str = Field(description="a folder, an s3:// prefix, or a CSV/JSONL/Parquet manifest (path, caption, "
                                     "optional start/end)")
     vae: str = Field(description="the VAE export directory (local or s3://)")
     output: str = Field(description="the dataset folder (local or s3://); manifest.json is written there last")
     buckets: list[BucketSection] = Field(min_length=1, description="(frames, height, width) buckets to produce")
     clips: ClipsSection = ClipsSection()
     encode: EncodeSection = EncodeSection()
+    resources: ResourcesSection = Field(default_factory=ResourcesSection, description="the VAE encoder actors")
     val_fraction: float = Field(default=0.1, ge=0, lt=1, description="fraction of source videos held out as 'val'")
     shard_clips: int = Field(default=256, ge=1, description="clips per shard (at most)")
     max_error_fraction: float = Field(default=0.0, ge=0, le=1,
@@ -61,8 +63,8 @@ class PrecomputeSpec(JobSpec):
             target_fps=self.clips.fps, max_clips=self.clips.max_per_video, val_fraction=self.val_fraction,
         )
         return PrecomputeConfig(
-            source=self.videos, vae=self.vae, output=self.output, clips=clips, encode_workers=self.encode.workers,
-            encode_batch=self.encode.batch_size, encode_cpus=self.encode.cpus_per_worker,
-            encode_gpus=self.encode.gpus_per_worker, decode_cpus=self.encode.decode_cpus,
+            source=self.source, vae=self.vae, output=self.output, clips=clips, encode_workers=self.resources.workers,
+            encode_batch=self.encode.batch_size, encode_cpus=self.resources.cpus_per_worker,
+            encode_gpus=self.resources.gpus_per_worker, decode_cpus=self.encode.decode_cpus,
             shard_clips=self.shard_clips, max_error_fraction=self.max_error_fraction,
         ).resolved()

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from videomar.platform.specs.base import JobSpec, Section
+from videomar.platform.specs.base import JobSpec, ResourcesSection, Section
 
 DEFAULT_TOKEN_ENV = "VIDEOMAR_API_TOKEN"
 
@@ -34,16 +34,16 @@ class AutoscalingSection(Section):
 
 
 class DeploymentSection(Section):
-    """The sampler deployment: request batching, replicas, resources per replica."""
+    """The sampler deployment: request batching and autoscaling (replicas are ``resources``)."""
+
+    RENAMED = {"replicas": "use resources.workers", "cpus_per_replica": "use resources.cpus_per_worker",
+               "gpus_per_replica": "use resources.gpus_per_worker"}
 
     max_batch_size: int = Field(default=8, ge=1, description="requests sampled together in one call")
     batch_wait_timeout_s: float = Field(default=0.05, ge=0, description="wait for a batch to fill")
     max_ongoing_requests: int = Field(default=16, ge=1, description="per replica; >= max_batch_size")
-    replicas: int = Field(default=1, ge=1, description="fixed replica count (ignored with autoscaling)")
-    autoscaling: AutoscalingSection | None = None
-    cpus_per_replica: float = Field(default=1, gt=0)
-    gpus_per_replica: float | Literal["auto"] = Field(
-        default="auto", description="auto: one GPU per replica when the cluster has GPUs, else none")
+    autoscaling: AutoscalingSection | None = Field(default=None, description="replace resources.workers by "
+                                                   "a replica count that follows the load")
 
     @model_validator(mode="after")
     def _room_for_a_batch(self) -> "DeploymentSection":
@@ -89,11 +89,15 @@ class AuthSection(Section):
 
 
 class ServeSpec(JobSpec):
+    RENAMED = {"checkpoint": "use export (the URI of a finished stage's export)"}
+
     kind: Literal["serve"] = "serve"
-    checkpoint: str = Field(description="URI of a complete stage export (local path or s3://)")
+    export: str = Field(description="URI of a complete stage export (local path or s3://)")
     app_name: str = "videomar"
     http: HttpSection = HttpSection()
     deployment: DeploymentSection = DeploymentSection()
+    resources: ResourcesSection = Field(default_factory=ResourcesSection,
+                                        description="the sampler's replicas (fixed count unless autoscaling)")
     defaults: SamplerDefaults = SamplerDefaults()
     limits: Limits = Limits()
     storage: StorageSection = StorageSection()

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from videomar.platform.ray_env import DATA_INGEST_CPUS
-from videomar.platform.specs.base import BucketSection, JobSpec, ModelSection, Section
+from videomar.ray_env import DATA_INGEST_CPUS
+from videomar.platform.specs.base import BucketSection, JobSpec, ModelSection, ResourcesSection, Section
 from videomar.platform.specs.eval import EvalOptions
 
 # MODEL.md section 7: lr = base_lr * global_batch / LR_REFERENCE_BATCH.
@@ -63,10 +63,9 @@ class DeepSpeedSection(Section):
     )
 
 
-class ScalingSection(Section):
-    workers: int = Field(default=1, ge=1)
-    gpus_per_worker: float = Field(default=0, ge=0)
-    cpus_per_worker: float = Field(default=1, gt=0)
+class TrainResources(ResourcesSection):
+    """The training ranks (one DeepSpeed process each) and how Ray places them."""
+
     placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
 
 
@@ -97,10 +96,29 @@ class SamplesSection(Section):
 
 
 class InitFromSection(Section):
-    """Start from a previous stage: its export, or a checkpoint URI; the optimizer starts fresh."""
+    """Start from a previous stage: its export, or one of its Ray Train checkpoints; the optimizer
+    starts fresh."""
 
-    uri: str
+    RENAMED = {"uri": "use export: (a finished stage's export) or checkpoint: (a Ray Train checkpoint)"}
+
+    export: str | None = Field(default=None, description="URI of a finished stage's export")
+    checkpoint: str | None = Field(default=None, description="URI of a Ray Train checkpoint directory")
     carry: list[Literal["weights", "ema"]] = Field(default_factory=lambda: ["weights", "ema"])
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "InitFromSection":
+        if (self.export is None) == (self.checkpoint is None):
+            raise ValueError("give exactly one of export and checkpoint")
+        return self
+
+    @property
+    def uri(self) -> str:
+        return self.export or self.checkpoint  # type: ignore[return-value]
+
+    @property
+    def field(self) -> str:
+        """The spec field naming the URI, for messages."""
+        return "init_from.export" if self.export else "init_from.checkpoint"
 
     @field_validator("carry")
     @classmethod
@@ -113,6 +131,8 @@ class InitFromSection(Section):
 class TrainSpec(JobSpec):
     """One curriculum stage; see jobs/quickstart/*.yaml and jobs/paper/*.yaml."""
 
+    RENAMED = {"scaling": "use resources (workers, cpus_per_worker, gpus_per_worker, placement)"}
+
     kind: Literal["train"]
     name: str = Field(description="the stage's run name: its storage folder and MLflow child run")
     model: ModelSection = Field(default_factory=ModelSection)
@@ -121,7 +141,7 @@ class TrainSpec(JobSpec):
     schedule: ScheduleSection
     ema_rate: float = Field(default=0.9999, ge=0, lt=1)
     deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection)
-    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    resources: TrainResources = Field(default_factory=TrainResources)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     storage: str = Field(default="runs", description="local path or s3:// URI for checkpoints and exports")
     export: str | None = Field(default=None, description="export URI; default <storage>/<name>/export")
@@ -156,7 +176,7 @@ class TrainSpec(JobSpec):
 
     @property
     def global_batch(self) -> int:
-        return self.optim.batch_size * self.optim.grad_accum * self.scaling.workers
+        return self.optim.batch_size * self.optim.grad_accum * self.resources.workers
 
     @property
     def export_uri(self) -> str:
@@ -171,4 +191,4 @@ class TrainSpec(JobSpec):
         return self.optim.base_lr * self.global_batch / LR_REFERENCE_BATCH
 
     def min_cluster_cpus(self) -> float:
-        return self.scaling.workers * self.scaling.cpus_per_worker + DATA_INGEST_CPUS
+        return self.resources.workers * self.resources.cpus_per_worker + DATA_INGEST_CPUS

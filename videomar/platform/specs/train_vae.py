@@ -11,14 +11,14 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from videomar.platform.specs.base import JobSpec, Section
-from videomar.platform.specs.train import ScalingSection
+from videomar.platform.specs.train import TrainResources
 
 
 class VAEDataSection(Section):
-    """Where the videos are and how clips are cut from them (resize + centre crop)."""
+    """How clips are cut from the videos (resize + centre crop)."""
 
-    source: str = Field(description="a manifest (.jsonl with path and caption per line, paths relative to it) "
-                                    "or a folder of videos; local path or s3://")
+    RENAMED = {"source": "moved to the top level of the spec: source"}
+
     frames: int = Field(default=9, ge=1,
                         description="pixel frames per clip: 1 + a multiple of the temporal compression")
     height: int = Field(default=32, ge=8, description="clip height in pixels: a multiple of the spatial compression")
@@ -53,16 +53,21 @@ class VAETrackingSection(Section):
 class TrainVAESpec(JobSpec):
     """Train the causal video VAE with Ray Train (DDP) and export it; see jobs/quickstart/vae.yaml."""
 
+    RENAMED = {"scaling": "use resources (workers, cpus_per_worker, gpus_per_worker, placement)",
+               "output": "use export (the folder the VAE export is written to)"}
+
     kind: Literal["train-vae"]
     name: str = Field(default="vae", description="the run's name (MLflow run name)")
-    data: VAEDataSection
+    source: str = Field(description="a manifest (.jsonl with path and caption per line, paths relative to it) "
+                                    "or a folder of videos; local path or s3://")
+    data: VAEDataSection = Field(default_factory=VAEDataSection)
     vae: dict[str, Any] = Field(default_factory=dict, description=(
         "the VAE's shape (videomar.model.vae.VAEConfig): latent_channels, temporal_compression (1, 2, 4, 8), "
         "spatial_compression (4, 8, 16), patch_size, base_channels, max_channels, blocks_per_level, kl_weight; "
         "the latent scale is measured by the job"))
     train: VAETrainSection
-    scaling: ScalingSection = Field(default_factory=ScalingSection)
-    output: str = Field(description="directory (local or s3://) the export (model.safetensors, config.json) goes to")
+    resources: TrainResources = Field(default_factory=TrainResources)
+    export: str = Field(description="directory (local or s3://) the export (model.safetensors, config.json) goes to")
     storage: str | None = Field(default=None, description=(
         "where Ray Train keeps the run's final checkpoint (local or s3://), reachable from every node; "
         "default: a temporary folder on the driver's machine (single-node clusters only)"))

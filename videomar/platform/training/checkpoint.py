@@ -69,11 +69,10 @@ def is_checkpoint(uri: str) -> bool:
     return storage.exists(storage.join(uri, STATE_FILE))
 
 
-def checkpoint_weights(uri: str, carry: list[str], field: str = "init_from.uri") -> dict[str, dict[str, torch.Tensor]]:
+def checkpoint_weights(uri: str, carry: list[str], field: str = "init_from.checkpoint") -> dict[str, dict[str, torch.Tensor]]:
     """Weights and/or EMA of a checkpoint directory (local or s3://), as CPU fp32 state dicts."""
     if not is_checkpoint(uri):
-        raise ConfigError(f"{field}: {uri} is neither a complete export nor a checkpoint directory "
-                          f"(no {STATE_FILE})")
+        raise ConfigError(f"{field}: {uri} is not a checkpoint directory (no {STATE_FILE})")
     out: dict[str, dict[str, torch.Tensor]] = {}
     with tempfile.TemporaryDirectory(prefix="videomar-init-") as local:
         if storage.is_s3(uri):

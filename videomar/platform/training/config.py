@@ -13,12 +13,11 @@ from typing import Any
 
 import yaml
 
-from videomar.artifacts import storage
+from videomar.artifacts import export, storage
 from videomar.artifacts.manifest import BucketManifest, DatasetManifest, load_manifest
-from videomar.errors import ConfigError
-from videomar.errors import SpecError
+from videomar.errors import ConfigError, SpecError
+from videomar.ray_env import gpus_per_worker
 from videomar.platform.specs.train import TrainSpec
-from videomar.artifacts import export
 from videomar.platform.training import checkpoint
 from videomar.platform.training.deepspeed_config import resolve_precision
 from videomar.platform.training.faults import Fault, fault_from_env
@@ -69,8 +68,9 @@ def resolved_spec(spec: TrainSpec, info: DatasetInfo) -> TrainSpec:
     data["storage"] = storage.absolute(spec.storage)
     data["export"] = storage.absolute(spec.export_uri)
     if spec.init_from is not None:
-        data["init_from"]["uri"] = storage.absolute(spec.init_from.uri)
-    return TrainSpec.model_validate(data).with_source(spec.source)
+        key = spec.init_from.field.split(".")[1]
+        data["init_from"][key] = storage.absolute(spec.init_from.uri)
+    return TrainSpec.model_validate(data).with_file(spec.file)
 
 
 def spec_yaml(spec: TrainSpec) -> str:
@@ -79,7 +79,7 @@ def spec_yaml(spec: TrainSpec) -> str:
 
 def preflight(spec: TrainSpec) -> DatasetInfo:
     """Checks that read storage; SpecError names the spec file and the field at fault."""
-    where = spec.source
+    where = spec.file
     try:
         info = dataset_info(storage.absolute(spec.data.manifest), spec)
         if spec.samples.count and not info.vae_uri:
@@ -87,6 +87,11 @@ def preflight(spec: TrainSpec) -> DatasetInfo:
                               f"names no VAE to decode sample videos with; set samples.count: 0")
         if spec.init_from is not None:
             check_init_from(storage.absolute(spec.init_from.uri), spec, info)
+        if spec.eval is not None and info.latent_shape[1] <= spec.eval.cond_frames:
+            raise ConfigError(
+                f"eval: bucket {spec.data.bucket.key} has {info.latent_shape[1]} latent frame(s), but eval continues "
+                f"clips after eval.cond_frames={spec.eval.cond_frames}; remove eval for this stage (images have no "
+                f"next frame) or train on longer clips")
         if spec.eval is not None and info.val_clips == 0:
             raise ConfigError(f"eval: bucket {spec.data.bucket.key} of {info.manifest_uri} has no held-out "
                               f"(val) clips to evaluate on; precompute with val_fraction > 0, or remove eval")
@@ -117,10 +122,10 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
     if shape[2] % model.patch_size or shape[3] % model.patch_size:
         raise ConfigError(f"model.patch_size={model.patch_size} does not divide the latent grid {shape[2:]}")
     clips = bucket_clips(bucket, spec.data.split)
-    if clips < spec.scaling.workers * spec.optim.batch_size:
+    if clips < spec.resources.workers * spec.optim.batch_size:
         raise ConfigError(
             f"data.bucket: {b.key} has {clips} {spec.data.split} clips, fewer than one batch for every "
-            f"worker (scaling.workers={spec.scaling.workers} x optim.batch_size={spec.optim.batch_size})"
+            f"worker (resources.workers={spec.resources.workers} x optim.batch_size={spec.optim.batch_size})"
         )
     return DatasetInfo(
         manifest_uri=manifest_uri,
@@ -154,21 +159,25 @@ def manifest_vae_uri(manifest: DatasetManifest, manifest_uri: str) -> str | None
 
 
 def check_init_from(uri: str, spec: TrainSpec, info: DatasetInfo) -> None:
-    """init_from must be a complete export (of a model like ours) or a checkpoint directory."""
-    if export.is_export(uri) or not checkpoint.is_checkpoint(uri):
-        export.check_complete(uri, field="init_from.uri")
-        config = export.read_export_config(uri, field="init_from.uri")
-        ours = _architecture(spec.model.build().to_dict())
-        theirs = _architecture(config.get("model", {}))
-        differ = sorted(k for k in ours if k in theirs and _norm(ours[k]) != _norm(theirs[k]))
-        if differ:
-            raise ConfigError(
-                f"init_from.uri: the export {uri} has a different model ({', '.join('model.' + k for k in differ)}); "
-                f"a stage can only start from the same architecture"
-            )
-        if config.get("vae_id") and config["vae_id"] != info.vae_id:
-            raise ConfigError(f"init_from.uri: the export {uri} was trained on latents of VAE "
-                              f"{config['vae_id']}, but data.manifest uses {info.vae_id}")
+    """init_from.export must be a complete export of a model like ours (trained on latents of the
+    same VAE); init_from.checkpoint a Ray Train checkpoint directory."""
+    field = spec.init_from.field
+    if spec.init_from.checkpoint is not None:
+        if not checkpoint.is_checkpoint(uri):
+            raise ConfigError(f"{field}: {uri} is not a checkpoint directory (no {checkpoint.STATE_FILE})")
+        return
+    config = export.read_export_config(uri, field=field)
+    ours = _architecture(spec.model.build().to_dict())
+    theirs = _architecture(config.get("model", {}))
+    differ = sorted(k for k in ours if k in theirs and _norm(ours[k]) != _norm(theirs[k]))
+    if differ:
+        raise ConfigError(
+            f"{field}: the export {uri} has a different model ({', '.join('model.' + k for k in differ)}); "
+            f"a stage can only start from the same architecture"
+        )
+    if config.get("vae_id") and config["vae_id"] != info.vae_id:
+        raise ConfigError(f"{field}: the export {uri} was trained on latents of VAE "
+                          f"{config['vae_id']}, but data.manifest uses {info.vae_id}")
 
 
 def _architecture(model: dict) -> dict:
@@ -184,11 +193,11 @@ def _norm(value: Any) -> Any:
 
 def plan_stage(spec: TrainSpec, info: DatasetInfo) -> StagePlan:
     spec = resolved_spec(spec, info)
-    cuda = spec.scaling.gpus_per_worker > 0
+    cuda = gpus_per_worker(spec.resources.gpus_per_worker) > 0
     try:
         precision = resolve_precision(spec.deepspeed.precision, cuda)
     except ValueError as err:
-        raise SpecError(f"{spec.source}: {err}") from None
+        raise SpecError(f"{spec.file}: {err}") from None
     workdir = spec.storage
     return StagePlan(
         spec=spec,

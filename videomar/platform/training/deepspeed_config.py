@@ -20,7 +20,7 @@ def resolve_precision(precision: str, cuda: bool) -> str:
     if precision == "auto":
         return "bf16" if cuda else "fp32"
     if precision == "bf16" and not cuda:
-        raise ValueError("deepspeed.precision=bf16 needs GPU workers (scaling.gpus_per_worker > 0); use auto")
+        raise ValueError("deepspeed.precision=bf16 needs GPU workers (resources.gpus_per_worker > 0); use auto")
     return precision
 
 

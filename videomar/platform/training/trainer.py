@@ -19,7 +19,7 @@ from safetensors.torch import load as load_safetensors
 
 from videomar.artifacts import storage
 from videomar.errors import SpecError
-from videomar.platform.ray_env import DATA_INGEST_CPUS, cluster_cpus
+from videomar.ray_env import DATA_INGEST_CPUS, cluster_cpus, gpus_per_worker
 from videomar.platform.specs.train import TrainSpec
 from videomar.artifacts import export
 from videomar.platform.training import checkpoint
@@ -72,10 +72,10 @@ def check_cluster(spec: TrainSpec) -> None:
     have = cluster_cpus()
     if have < needed:
         raise SpecError(
-            f"{spec.source}: scaling: {spec.scaling.workers} workers x cpus_per_worker="
-            f"{spec.scaling.cpus_per_worker:g} reserve {reserved:g} of the cluster's {have:g} CPUs, leaving "
+            f"{spec.file}: resources: {spec.resources.workers} workers x cpus_per_worker="
+            f"{spec.resources.cpus_per_worker:g} reserve {reserved:g} of the cluster's {have:g} CPUs, leaving "
             f"{max(have - reserved, 0):g} for Ray Data to read the shards (it needs {DATA_INGEST_CPUS}); lower "
-            f"scaling.cpus_per_worker or scaling.workers, or run on a cluster with more CPUs"
+            f"resources.cpus_per_worker or resources.workers, or run on a cluster with more CPUs"
         )
 
 
@@ -84,9 +84,9 @@ def initial_weights(plan: StagePlan) -> dict[str, dict] | None:
     init = plan.spec.init_from
     if init is None:
         return None
-    if checkpoint.is_checkpoint(init.uri) and not export.is_export(init.uri):
-        return checkpoint.checkpoint_weights(init.uri, init.carry)
-    weights = export.export_weights(init.uri, field="init_from.uri")
+    if init.checkpoint is not None:
+        return checkpoint.checkpoint_weights(init.uri, init.carry, field=init.field)
+    weights = export.export_weights(init.uri, field=init.field)
     return {part: weights for part in init.carry}
 
 
@@ -115,13 +115,14 @@ def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
     from videomar.platform.training.loop import train_func
 
     spec = plan.spec
-    gpus = spec.scaling.gpus_per_worker
-    resources = {"CPU": spec.scaling.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
+    r = spec.resources
+    gpus = gpus_per_worker(r.gpus_per_worker)
+    resources = {"CPU": r.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"plan": plan, "init": ray.put(init) if init else None, "run_id": run_id},
-        scaling_config=ScalingConfig(num_workers=spec.scaling.workers, use_gpu=gpus > 0,
-                                     resources_per_worker=resources, placement_strategy=spec.scaling.placement),
+        scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=gpus > 0,
+                                     resources_per_worker=resources, placement_strategy=r.placement),
         run_config=_run_config(plan, RunConfig, FailureConfig, CheckpointConfig),
         datasets={"train": dataset},
         # A rank that dies leaves the others blocked in a collective; torch's default 30-minute

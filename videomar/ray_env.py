@@ -34,3 +34,17 @@ def cluster_cpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("CPU", 0))
+
+
+def gpus_per_worker(wanted: float | str) -> float:
+    """GPUs for one worker, actor or replica: ``auto`` is one when the connected cluster has GPUs
+    (this machine's, before Ray is connected)."""
+    if wanted != "auto":
+        return float(wanted)
+    import ray
+
+    if ray.is_initialized():
+        return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    import torch
+
+    return 1.0 if torch.cuda.is_available() else 0.0
