@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: quickstart test install bench clean
+.PHONY: quickstart test test-fast install bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,9 +21,13 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(VENV)/bin/videomar quickstart $(ARGS)
 
+# Every tier: tests/unit (no Ray, no servers), tests/integration, tests/e2e.
 test: $(STAMP)
-	# One rerun for end-to-end tests whose servers and clusters share two cores (see NOTES.md).
-	$(PY) -m pytest -q -p no:cacheprovider --reruns 1 --reruns-delay 2 tests $(ARGS)
+	$(PYTEST) tests $(ARGS)
+
+# The unit tier alone: a minute and a half on two cores.
+test-fast: $(STAMP)
+	$(PYTEST) tests/unit $(ARGS)
 
 clean:
 	rm -rf $(VENV) quickstart runs

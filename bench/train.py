@@ -73,7 +73,7 @@ def platform_run(spec, rows: list[dict], workdir: str) -> tuple[float, float]:
     from mlflow.tracking import MlflowClient
 
     from videomar.platform.training.config import DatasetInfo, plan_stage
-    from videomar.platform.training.tracking import open_stage
+    from videomar.platform.tracking import open_stage
     from videomar.platform.training.trainer import fit
 
     info = DatasetInfo(manifest_uri=f"{workdir}/manifest.json", latent_shape=LATENT_SHAPE, latent_scale=LATENT_SCALE,

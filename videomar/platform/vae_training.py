@@ -351,7 +351,7 @@ def log_to_mlflow(spec: TrainVAESpec, result: VAEResult) -> None:
     """One MLflow run: the spec as params (secrets redacted), PSNR, scale, the export as artifacts."""
     import mlflow
 
-    from videomar.platform.training.tracking import experiment_id, flatten, redact, resolve_target
+    from videomar.platform.tracking import experiment_id, flatten, redact, resolve_target
 
     target = resolve_target(spec.mlflow.tracking_uri, spec.mlflow.experiment, os.getcwd())
     client = mlflow.MlflowClient(tracking_uri=target.tracking_uri)

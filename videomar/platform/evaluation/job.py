@@ -146,7 +146,7 @@ def stage_run(spec, stage: str) -> tuple[str, str, bool]:
     from mlflow.tracking import MlflowClient
 
     from videomar.artifacts import storage
-    from videomar.platform.training.tracking import TAG_ROLE, TAG_STAGE, experiment_id, resolve_target
+    from videomar.platform.tracking import TAG_ROLE, TAG_STAGE, experiment_id, resolve_target
 
     workdir = "runs" if storage.is_s3(spec.export) else str(Path(spec.export).resolve().parent.parent)
     target = resolve_target(spec.mlflow.tracking_uri, spec.mlflow.experiment, workdir)

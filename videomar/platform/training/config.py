@@ -21,7 +21,7 @@ from videomar.platform.specs.train import TrainSpec
 from videomar.platform.training import checkpoint
 from videomar.platform.training.deepspeed_config import resolve_precision
 from videomar.platform.training.faults import Fault, fault_from_env
-from videomar.platform.training.tracking import TrackingTarget, resolve_target
+from videomar.platform.tracking import TrackingTarget, resolve_target
 
 
 # The head's x0 clip is the dataset's scaled latent range: per channel |mean| + this many stds,

@@ -25,7 +25,7 @@ from videomar.platform.training.config import StagePlan
 from videomar.platform.training.data import draw_latents, stream
 from videomar.platform.training.ema import EMA
 from videomar.platform.training.engine import build_engine
-from videomar.platform.training.tracking import StageLogger
+from videomar.platform.tracking import StageLogger
 
 # Distinct random streams per (seed, rank, step, micro-step): a resumed run draws what it would
 # have drawn, and ranks never share noise.

@@ -24,7 +24,7 @@ from videomar.platform.specs.train import TrainSpec
 from videomar.artifacts import export
 from videomar.platform.training import checkpoint
 from videomar.platform.training.config import DatasetInfo, StagePlan, plan_stage
-from videomar.platform.training.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
+from videomar.platform.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
 
 COLLECTIVE_TIMEOUT_S = 120  # longest a rank waits in all_reduce/barrier for the others
 

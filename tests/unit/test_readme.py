@@ -9,7 +9,7 @@ from videomar.platform.cli import build_parser
 from videomar.platform.jobs import load_spec
 from videomar.platform.jobs.reference import BEGIN, END, reference
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

@@ -150,7 +150,7 @@ def test_killed_run_rerun_has_every_clip_exactly_once(ray_cluster, tmp_path):
     sample = write_sample_videos(tmp_path / "sample", videos, seed=2, frames=FRAMES)
     vae = quickstart_vae(tmp_path / "vae")
     output = tmp_path / "latents"
-    data = yaml.safe_load((Path(__file__).parents[1] / "jobs/quickstart/precompute.yaml").read_text())
+    data = yaml.safe_load((Path(__file__).parents[2] / "jobs/quickstart/precompute.yaml").read_text())
     data.update(source=str(sample), vae=vae, output=str(output), shard_clips=2,
                 encode={"workers": 1, "batch_size": 2, "cpus_per_worker": 0.5, "decode_cpus": 0.5})
     spec_path = tmp_path / "precompute.yaml"

@@ -19,7 +19,7 @@ from videomar.platform.evaluation.job import evaluate_export
 from videomar.platform.evaluation.report import EVAL_JSON, PLOT_NAME
 from videomar.platform.jobs import execute, parse_spec
 from videomar.artifacts.export import IncompleteExportError, write_export
-from videomar.platform.training.tracking import TAG_ROLE, TAG_STAGE
+from videomar.platform.tracking import TAG_ROLE, TAG_STAGE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 BUCKET = {"frames": 9, "height": 32, "width": 32}

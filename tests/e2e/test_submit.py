@@ -28,7 +28,7 @@ from videomar.platform.submission import JobsClient
 
 # Bounds, not targets: a loaded 2-core machine runs a training stage in one to five minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT_S = 600
 STAGE_STEPS = 2
 

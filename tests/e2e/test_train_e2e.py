@@ -21,11 +21,11 @@ from videomar.artifacts import export
 from videomar.platform.training import checkpoint
 from videomar.platform.training.faults import FAULT_ENV
 from videomar.platform.training.loop import checksum
-from videomar.platform.training.tracking import TAG_CURRICULUM, TAG_ROLE
+from videomar.platform.tracking import TAG_CURRICULUM, TAG_ROLE
 from videomar.platform.jobs.train import preflight
 from videomar.platform.training.trainer import run_stage
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STEPS = 4
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from videomar.platform.jobs import load_spec, parse_spec
 from videomar.platform.vae_training import (load_clips, model_pixels, reconstruction_psnr, run_train_vae,
                                           write_export)
 
-QUICKSTART_SPEC = Path(__file__).resolve().parents[1] / "jobs" / "quickstart" / "vae.yaml"
+QUICKSTART_SPEC = Path(__file__).resolve().parents[2] / "jobs" / "quickstart" / "vae.yaml"
 TINY_VAE = {"latent_channels": 8, "temporal_compression": 4, "spatial_compression": 8,
             "base_channels": 8, "max_channels": 16}
 

@@ -17,7 +17,7 @@ from videomar.platform.specs.eval import EvalSpec
 
 pytestmark = pytest.mark.timeout(240)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def result(stage: str, psnr: float) -> dict:

@@ -15,7 +15,7 @@ from videomar.platform.cli import build_parser
 from videomar.errors import SpecError
 from videomar.platform.jobs import load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 MANIFESTS = sorted(INFRA.rglob("*.yaml"))
 K8S_MANIFESTS = [p for p in MANIFESTS if "cluster-launcher" not in p.parts]

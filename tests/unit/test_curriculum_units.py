@@ -11,7 +11,7 @@ import yaml
 from videomar.platform.curriculum import load_stages, wire
 from videomar.errors import SpecError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "jobs" / "quickstart"
 
 

@@ -1,0 +1,65 @@
+"""What the specs under jobs/ expect to find in storage, written small: a dataset manifest for
+each bucket they train on, VAE and stage exports (config.json and COMPLETE; preflight reads no
+weights), and the source videos' manifest. With it, every spec's preflight can run for real."""
+
+from __future__ import annotations
+
+import json
+
+from videomar.artifacts import storage
+from videomar.artifacts.layout import COMPLETE_MARKER, CONFIG_FILE
+from videomar.artifacts.manifest import BucketManifest, DatasetManifest, write_manifest
+from videomar.artifacts.shards import SCHEMA_VERSION
+from videomar.model.config import model_config
+
+VAE_ID = "spec-layout-vae"
+CLIPS = 1_000_000  # enough for the largest global batch of any spec
+
+
+def latent_shape(bucket: tuple[int, int, int], temporal: int, spatial: int, channels: int = 16) -> tuple:
+    frames, height, width = bucket
+    return (channels, (frames - 1) // temporal + 1, height // spatial, width // spatial)
+
+
+def dataset(root: str, buckets: list[tuple[int, int, int]], temporal: int, spatial: int, vae_uri: str) -> None:
+    """manifest.json under ``root`` with the buckets, many train and val clips each, no shards."""
+    entries = [BucketManifest(frames=b[0], height=b[1], width=b[2], latent_shape=latent_shape(b, temporal, spatial),
+                              counts={"train": CLIPS, "val": CLIPS // 100}) for b in buckets]
+    write_manifest(root, DatasetManifest(schema_version=SCHEMA_VERSION, vae_id=VAE_ID, latent_scale=0.5,
+                                         vae_uri=vae_uri, buckets=entries, channel_mean=[0.0] * 16,
+                                         channel_std=[1.0] * 16, errors=0, videos=1000))
+
+
+def vae_export(uri: str) -> None:
+    storage.write_bytes_atomic(storage.join(uri, CONFIG_FILE), b'{"format": "spec-layout"}')
+
+
+def stage_export(uri: str, preset: str, bucket: tuple[int, int, int]) -> None:
+    """A complete stage export as preflight sees it: config.json naming the model, then COMPLETE."""
+    config = {"format": 1, "model": model_config(preset).to_dict(), "preset": preset, "vae_id": VAE_ID,
+              "bucket": dict(zip(("frames", "height", "width"), bucket)), "has_vae": False}
+    storage.write_bytes_atomic(storage.join(uri, CONFIG_FILE), json.dumps(config).encode())
+    storage.write_bytes_atomic(storage.join(uri, COMPLETE_MARKER), b"")
+
+
+def quickstart(work: str) -> None:
+    """jobs/quickstart/*.yaml's relative paths, below ``work``."""
+    storage.write_bytes_atomic(storage.join(work, "sample", "manifest.jsonl"), b'{"path": "videos/a.mp4"}\n')
+    vae_export(storage.join(work, "vae"))
+    dataset(storage.join(work, "latents"), [(5, 32, 32), (9, 32, 32)], temporal=4, spatial=8, vae_uri="../vae")
+    for stage, frames in (("quickstart-stage1", 5), ("quickstart-stage2", 9)):
+        stage_export(storage.join(work, "runs", stage, "export"), "tiny", (frames, 32, 32))
+
+
+def paper(bucket_uri: str) -> None:
+    """jobs/paper/*.yaml's s3://videomar/... locations, below ``bucket_uri``."""
+    storage.write_bytes_atomic(storage.join(bucket_uri, "videos", "manifest.parquet"), b"PAR1")
+    vae = storage.join(bucket_uri, "vae", "causal-t8-s16")
+    vae_export(vae)
+    low = [(1, 256, 256), (17, 256, 256), (49, 256, 256)]
+    dataset(storage.join(bucket_uri, "latents", "paper-256"), low, temporal=8, spatial=16, vae_uri=vae)
+    dataset(storage.join(bucket_uri, "latents", "paper-512"), [(49, 512, 512)], temporal=8, spatial=16, vae_uri=vae)
+    stages = [("paper-stage1-images-256", low[0]), ("paper-stage2-short-256", low[1]),
+              ("paper-stage3-long-256", low[2]), ("paper-stage4-long-512", (49, 512, 512))]
+    for name, bucket in stages:
+        stage_export(storage.join(bucket_uri, "runs", "paper", name, "export"), "large", bucket)
