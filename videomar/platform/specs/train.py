@@ -26,6 +26,10 @@ class DataSection(Section):
     manifest: str = Field(description="URI of the dataset manifest.json (local path or s3://)")
     bucket: BucketSection
     split: Literal["train", "val", "all"] = "train"
+    memory_mb: int = Field(
+        default=2048, ge=1, description="MiB of clips a worker may hold: a bucket whose share per worker fits "
+        "is read once per stage and trained on from memory; a larger one is streamed in shuffled windows of "
+        "half this size, the next one read ahead")
 
 
 class OptimSection(Section):

@@ -1,6 +1,6 @@
 """Running one curriculum stage on the connected Ray: checks, MLflow runs, TorchTrainer, export.
 
-    preflight -> plan -> MLflow parent/child runs -> TorchTrainer.fit() -> export -> close the run
+    preflight -> plan -> shard footers -> MLflow parent/child runs -> TorchTrainer.fit() -> export -> close the run
 
 Ray Train's experiment directory is ``<storage>/<name>``; running the same spec again finds its
 checkpoints there and resumes from the latest (Ray Train V2 restores a run by name), and a lost
@@ -24,6 +24,7 @@ from videomar.platform.specs import SpecError
 from videomar.platform.specs.train import TrainSpec
 from videomar.platform.training import checkpoint, export
 from videomar.platform.training.config import StagePlan, plan_stage, preflight
+from videomar.platform.training.data import StageData, check_memory, load_stage_data
 from videomar.platform.training.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
 
 COLLECTIVE_TIMEOUT_S = 120  # longest a rank waits in all_reduce/barrier for the others
@@ -43,12 +44,13 @@ def run_stage(spec: TrainSpec) -> StageResult:
     """Train one stage to completion (or resume it) and write its export."""
     info = preflight(spec)
     plan = plan_stage(spec, info)
+    data = stage_data(plan)
     init = initial_weights(plan)
     connect(spec)
     runs = open_stage(plan.tracking, spec.mlflow.curriculum or spec.name, spec.name)
     _log_inputs(runs, plan)
     try:
-        result = fit(plan, init, runs.run_id, stage_dataset(plan))
+        result = fit(plan, init, runs.run_id, data)
         write_stage_export(plan, result.checkpoint)
     except BaseException:
         close_stage(runs, None, ok=False)
@@ -113,15 +115,21 @@ def _log_inputs(runs: StageRuns, plan: StagePlan) -> None:
                          plan.dataset.vae_id)
 
 
-def stage_dataset(plan: StagePlan):
-    """The stage's bucket of the latent dataset, as a Ray Dataset streamed to the workers."""
-    from videomar.data_pipelines.reader import read_bucket
+def stage_data(plan: StagePlan) -> StageData:
+    """The stage's bucket as the workers read it (each rank its own part, with pyarrow: no Ray Data
+    pipeline re-runs at every epoch); SpecError when data.memory_mb cannot hold a batch."""
+    spec = plan.spec
+    b = spec.data.bucket
+    try:
+        data = load_stage_data(plan.dataset.manifest_uri, (b.frames, b.height, b.width), spec.data.split,
+                               spec.data.memory_mb)
+        check_memory(data, spec.optim.batch_size)
+    except ValueError as err:  # ConfigError included; a bad shard is a ValueError
+        raise SpecError(f"{spec.source}: {err}") from None
+    return data
 
-    b = plan.spec.data.bucket
-    return read_bucket(plan.dataset.manifest_uri, (b.frames, b.height, b.width), plan.spec.data.split)
 
-
-def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
+def fit(plan: StagePlan, init: dict | None, run_id: str | None, data: StageData):
     """TorchTrainer.fit() of the stage: ZeRO workers as the spec scales them, checkpoints in storage."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -134,11 +142,10 @@ def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
     resources = {"CPU": spec.scaling.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         train_func,
-        train_loop_config={"plan": plan, "init": ray.put(init) if init else None, "run_id": run_id},
+        train_loop_config={"plan": plan, "init": ray.put(init) if init else None, "run_id": run_id, "data": data},
         scaling_config=ScalingConfig(num_workers=spec.scaling.workers, use_gpu=gpus > 0,
                                      resources_per_worker=resources, placement_strategy=spec.scaling.placement),
         run_config=_run_config(plan, RunConfig, FailureConfig, CheckpointConfig),
-        datasets={"train": dataset},
         # A rank that dies leaves the others blocked in a collective; torch's default 30-minute
         # timeout would hold the worker group (and the retry) that long.
         torch_config=TorchConfig(timeout_s=COLLECTIVE_TIMEOUT_S),
