@@ -6,16 +6,13 @@ from __future__ import annotations
 import math
 import os
 
-# CPU slots a training job leaves free beside its workers, for the Ray Data tasks feeding them.
-DATA_INGEST_CPUS = 1
 
 
 def ensure_ray(num_cpus: int | None = None, min_cpus: float = 0) -> None:
     """Connect to RAY_ADDRESS's cluster, or start a local one.
 
     A local cluster gets ``num_cpus`` CPUs (default: this machine's cores), and never fewer than
-    ``min_cpus``: Ray's CPUs are scheduling slots, and a job that reserves every slot for its own
-    workers leaves none for the Ray Data tasks feeding them, which then wait forever.
+    ``min_cpus`` (Ray's CPUs are scheduling slots: a job's workers must all fit).
     """
     import ray
 

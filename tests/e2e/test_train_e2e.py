@@ -189,10 +189,10 @@ def test_two_node_cluster_places_workers_apart_and_continues_from_an_s3_checkpoi
 
 
 def test_bad_specs_fail_before_training_naming_the_problem(ray_cluster, latents, tmp_path):
-    # Workers that would take every CPU of the cluster, leaving Ray Data none to feed them.
-    greedy = stage("greedy", latents, tmp_path, resources={"workers": 4, "cpus_per_worker": 1})
-    with pytest.raises(SpecError, match=r"resources: 4 workers x cpus_per_worker=1 reserve 4 of the cluster's 4 "
-                                        r"CPUs, leaving 0 for Ray Data"):
+    # Workers that need more CPUs than the cluster has: Ray Train would wait for them forever.
+    greedy = stage("greedy", latents, tmp_path, resources={"workers": 4, "cpus_per_worker": 2})
+    with pytest.raises(SpecError, match=r"resources: 4 workers x cpus_per_worker=2 need 8 CPUs, but the "
+                                        r"cluster has 4"):
         train(greedy)
     # Frames that are not a bucket of the dataset.
     bad_bucket = stage("bad-bucket", latents, tmp_path, data={"manifest": latents.manifest,

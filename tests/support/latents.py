@@ -66,3 +66,34 @@ def build_latents(root: Path | str, output: str | None = None, videos: int = VID
     if status != 0:
         raise RuntimeError(f"precompute exited with status {status}")
     return Latents(manifest=manifest_uri(output), vae=vae, videos=str(sources), output=output)
+
+
+def synthetic_latents(output: str, clips: int, latent_shape: tuple[int, int, int, int] = (16, 3, 8, 8),
+                      bucket: tuple[int, int, int] = (9, 32, 32), shard_clips: int = 256, seed: int = 0,
+                      latent_scale: float = 0.5) -> str:
+    """Random posterior moments written as real shards of one bucket (``shard_clips`` clips each, the
+    precompute default; a clip's mean is filled with its index plus noise, so tests can tell clips
+    apart) and a real manifest; every clip is in the train split. Returns the manifest's URI."""
+    import numpy as np
+
+    from videomar.artifacts.manifest import DatasetManifest, bucket_manifest, channel_stats, write_manifest
+    from videomar.artifacts.shards import SCHEMA_VERSION, write_shard
+
+    rng = np.random.default_rng(seed)
+    vae_id = "synthetic"
+    infos = []
+    for first in range(0, clips, shard_clips):
+        ids = range(first, min(first + shard_clips, clips))
+        n = len(ids)
+        mean = (np.arange(first, first + n, dtype=np.float32).reshape(n, 1, 1, 1, 1)
+                + rng.standard_normal((n, *latent_shape), dtype=np.float32) * 0.01)
+        rows = {"key": [f"clip-{i:08d}" for i in ids], "source": [f"video-{i}.mp4" for i in ids],
+                "caption": [f"clip {i}" for i in ids], "clip_index": [0] * n, "start_frame": [0] * n,
+                "stride": [1] * n, "fps": [8.0] * n, "frames": [bucket[0]] * n, "height": [bucket[1]] * n,
+                "width": [bucket[2]] * n, "split": ["train"] * n}
+        infos.append(write_shard(output, bucket, vae_id, rows, mean, np.full_like(mean, -4.0)))
+    channel_mean, channel_std = channel_stats(infos, latent_shape[0])
+    return write_manifest(output, DatasetManifest(
+        schema_version=SCHEMA_VERSION, vae_id=vae_id, latent_scale=latent_scale, vae_uri=None,
+        buckets=[bucket_manifest(bucket, latent_shape, infos, output)], channel_mean=channel_mean,
+        channel_std=channel_std, errors=0, videos=clips))

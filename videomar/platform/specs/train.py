@@ -11,7 +11,6 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from videomar.ray_env import DATA_INGEST_CPUS
 from videomar.platform.specs.base import BucketSection, JobSpec, ModelSection, ResourcesSection, Section
 from videomar.platform.specs.eval import EvalOptions
 
@@ -27,6 +26,10 @@ class DataSection(Section):
     manifest: str = Field(description="URI of the dataset manifest.json (local path or s3://)")
     bucket: BucketSection
     split: Literal["train", "val", "all"] = "train"
+    memory_mb: int = Field(
+        default=2048, ge=1, description="MiB of clips a worker may hold: a bucket whose share per worker fits "
+        "is read once per stage and trained on from memory; a larger one is streamed in shuffled windows of "
+        "half this size, the next one read ahead")
 
 
 class OptimSection(Section):
@@ -191,4 +194,4 @@ class TrainSpec(JobSpec):
         return self.optim.base_lr * self.global_batch / LR_REFERENCE_BATCH
 
     def min_cluster_cpus(self) -> float:
-        return self.resources.workers * self.resources.cpus_per_worker + DATA_INGEST_CPUS
+        return self.resources.workers * self.resources.cpus_per_worker

@@ -1,7 +1,8 @@
 """The per-worker train function that Ray Train runs on every rank.
 
-Each rank builds the model (same seed, so the same initial weights), loads ``init_from`` weights
-or resumes from Ray Train's latest checkpoint, wraps it in DeepSpeed, and streams its data shard.
+Each rank starts reading its part of the bucket, builds the model (same seed, so the same initial
+weights), loads ``init_from`` weights or resumes from Ray Train's latest checkpoint, wraps it in
+DeepSpeed, and trains on its shuffled batches (data.py).
 Each optimizer step: ``grad_accum`` micro-batches, a fresh latent sample per micro-batch, the
 next-frame loss, clip + AdamW + schedule inside DeepSpeed, then the EMA. Every
 ``checkpoint.every`` steps and at the end every rank saves its DeepSpeed shard and all call
@@ -22,7 +23,7 @@ import torch
 from videomar.platform.training import checkpoint
 from videomar.platform.training.checkpoint import TrainState
 from videomar.platform.training.config import StagePlan
-from videomar.platform.training.data import draw_latents, stream
+from videomar.platform.training.data import RankStream, draw_latents, rank_data
 from videomar.platform.training.ema import EMA
 from videomar.platform.training.engine import build_engine
 from videomar.platform.tracking import StageLogger
@@ -55,8 +56,11 @@ def train_func(config: dict[str, Any]) -> None:
     import ray
     import ray.train
 
+    entered = time.time()
     plan: StagePlan = config["plan"]
     env = _worker_env()
+    # Held clips start loading now, while the engine builds.
+    data = RankStream(rank_data(config["data"], env.rank, env.world), env.rank, plan.spec.seed)
     # init_from's state dicts travel through the object store (a reference in the config).
     init = ray.get(config["init"]) if config.get("init") is not None else None
     trainee = _build(plan, init, env.device)
@@ -68,11 +72,15 @@ def train_func(config: dict[str, Any]) -> None:
         trainee.ema.load_state_dict(ema_state)
         resumed = True
     logger = StageLogger(plan.tracking, config["run_id"]) if env.rank == 0 and config.get("run_id") else None
+    # When this attempt's worker started and its engine was ready (wall clock: bench.train splits
+    # a stage's start-up with them).
+    start = {"startup_worker_at": entered, "startup_engine_at": time.time()}
     # Where a fresh stage starts from, as numbers MLflow keeps: init_from is visible in them.
     # (Every rank computes it: under ZeRO-3 reading the full weights is a collective.)
-    start = {} if resumed else {"start_weights_checksum": checksum(_full_state(trainee.model)),
-                                "start_ema_checksum": checksum(trainee.ema.shadow)}
-    _train(plan, env, trainee, state, resumed, logger, start)
+    if not resumed:
+        start |= {"start_weights_checksum": checksum(_full_state(trainee.model)),
+                  "start_ema_checksum": checksum(trainee.ema.shadow)}
+    _train(plan, env, trainee, state, resumed, logger, start, data)
 
 
 def _worker_env() -> WorkerEnv:
@@ -101,11 +109,10 @@ def _build(plan: StagePlan, init: dict | None, device: torch.device) -> Trainee:
     return Trainee(model, engine, scheduler, ema)
 
 
-def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resumed: bool, logger, start) -> None:
-    import ray.train
-
+def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resumed: bool, logger, start,
+           data: RankStream) -> None:
     spec = plan.spec
-    batches = stream(ray.train.get_dataset_shard("train"), spec.optim.batch_size, state.epoch, state.batch_in_epoch)
+    batches = Waited(data.batches(spec.optim.batch_size, state.epoch, state.batch_in_epoch))
     nodes = _all_nodes(env)
     sampler = _sampler(plan, env) if env.rank == 0 else None
     start_step = state.step  # where this attempt began: the resumed checkpoint's step, or 0
@@ -116,8 +123,11 @@ def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resum
         t.ema.update(t.model)
         state.step += 1
         state.samples_seen += spec.global_batch
-        metrics = _step_metrics(plan, env, t, loss, lr, time.perf_counter() - started)
+        metrics = {**_step_metrics(plan, env, t, loss, lr, time.perf_counter() - started),
+                   "data_wait_s": batches.take_waited()}
         if logger is not None:
+            if start:  # this attempt's first step
+                start["first_step_at"] = time.time()
             logger.log_metrics({**metrics, **start}, state.step)
             start = {}
         last = state.step == spec.schedule.steps
@@ -128,6 +138,24 @@ def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resum
                                     "resumed": resumed, "start_step": start_step})
         if plan.fault is not None:
             plan.fault.maybe_fire(env.rank, state.step, resumed)
+
+
+class Waited:
+    """An iterator of batches that adds up the time the loop waits for them (stalls show here)."""
+
+    def __init__(self, batches):
+        self.batches, self.waited = batches, 0.0
+
+    def __next__(self):
+        started = time.perf_counter()
+        try:
+            return next(self.batches)
+        finally:
+            self.waited += time.perf_counter() - started
+
+    def take_waited(self) -> float:
+        waited, self.waited = self.waited, 0.0
+        return waited
 
 
 def _optimizer_step(plan: StagePlan, env: WorkerEnv, t: Trainee, batches, state: TrainState, sampler) -> float:

@@ -1,6 +1,7 @@
 """Running one curriculum stage on the connected Ray: checks, MLflow runs, TorchTrainer, export.
 
-    (preflight, in jobs/train.py) -> plan -> MLflow runs -> TorchTrainer.fit() -> export -> close the run
+    (preflight, in jobs/train.py) -> plan -> shard footers -> MLflow runs -> TorchTrainer.fit()
+    -> export -> close the runs
 
 Ray Train's experiment directory is ``<storage>/<name>``; running the same spec again finds its
 checkpoints there and resumes from the latest (Ray Train V2 restores a run by name), and a lost
@@ -19,12 +20,13 @@ from safetensors.torch import load as load_safetensors
 
 from videomar.artifacts import storage
 from videomar.errors import SpecError
-from videomar.ray_env import DATA_INGEST_CPUS, cluster_cpus, gpus_per_worker
+from videomar.ray_env import cluster_cpus, gpus_per_worker
 from videomar.platform.specs.train import TrainSpec
 from videomar.artifacts import export
+from videomar.platform.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
 from videomar.platform.training import checkpoint
 from videomar.platform.training.config import DatasetInfo, StagePlan, plan_stage
-from videomar.platform.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
+from videomar.platform.training.data import StageData, check_memory, load_stage_data
 
 COLLECTIVE_TIMEOUT_S = 120  # longest a rank waits in all_reduce/barrier for the others
 
@@ -45,11 +47,12 @@ def run_stage(spec: TrainSpec, info: DatasetInfo) -> StageResult:
     ``preflight(spec)`` found; Ray is connected."""
     check_cluster(spec)
     plan = plan_stage(spec, info)
+    data = stage_data(plan)
     init = initial_weights(plan)
     runs = open_stage(plan.tracking, spec.mlflow.curriculum or spec.name, spec.name)
     _log_inputs(runs, plan)
     try:
-        result = fit(plan, init, runs.run_id, stage_dataset(plan))
+        result = fit(plan, init, runs.run_id, data)
         write_stage_export(plan, result.checkpoint)
     except BaseException:
         close_stage(runs, None, ok=False)
@@ -65,16 +68,12 @@ def run_stage(spec: TrainSpec, info: DatasetInfo) -> StageResult:
 
 
 def check_cluster(spec: TrainSpec) -> None:
-    """Refuse a cluster whose CPUs the workers would all take: Ray Data could then never schedule
-    the tasks that read the shards, and every worker would wait for data forever."""
-    needed = spec.min_cluster_cpus()
-    reserved = needed - DATA_INGEST_CPUS  # the workers' own CPUs
-    have = cluster_cpus()
+    """Refuse a cluster too small for the workers: Ray Train would wait for them forever."""
+    needed, have = spec.min_cluster_cpus(), cluster_cpus()
     if have < needed:
         raise SpecError(
             f"{spec.file}: resources: {spec.resources.workers} workers x cpus_per_worker="
-            f"{spec.resources.cpus_per_worker:g} reserve {reserved:g} of the cluster's {have:g} CPUs, leaving "
-            f"{max(have - reserved, 0):g} for Ray Data to read the shards (it needs {DATA_INGEST_CPUS}); lower "
+            f"{spec.resources.cpus_per_worker:g} need {needed:g} CPUs, but the cluster has {have:g}; lower "
             f"resources.cpus_per_worker or resources.workers, or run on a cluster with more CPUs"
         )
 
@@ -98,15 +97,21 @@ def _log_inputs(runs: StageRuns, plan: StagePlan) -> None:
                          plan.dataset.vae_id)
 
 
-def stage_dataset(plan: StagePlan):
-    """The stage's bucket of the latent dataset, as a Ray Dataset streamed to the workers."""
-    from videomar.data_pipelines.reader import read_bucket
+def stage_data(plan: StagePlan) -> StageData:
+    """The stage's bucket as the workers read it (each rank its own part, with pyarrow: no Ray Data
+    pipeline re-runs at every epoch); SpecError when data.memory_mb cannot hold a batch."""
+    spec = plan.spec
+    b = spec.data.bucket
+    try:
+        data = load_stage_data(plan.dataset.manifest_uri, (b.frames, b.height, b.width), spec.data.split,
+                               spec.data.memory_mb)
+        check_memory(data, spec.optim.batch_size)
+    except ValueError as err:  # ConfigError included; a bad shard is a ValueError
+        raise SpecError(f"{spec.file}: {err}") from None
+    return data
 
-    b = plan.spec.data.bucket
-    return read_bucket(plan.dataset.manifest_uri, (b.frames, b.height, b.width), plan.spec.data.split)
 
-
-def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
+def fit(plan: StagePlan, init: dict | None, run_id: str | None, data: StageData):
     """TorchTrainer.fit() of the stage: ZeRO workers as the spec scales them, checkpoints in storage."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -120,11 +125,10 @@ def fit(plan: StagePlan, init: dict | None, run_id: str | None, dataset):
     resources = {"CPU": r.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         train_func,
-        train_loop_config={"plan": plan, "init": ray.put(init) if init else None, "run_id": run_id},
+        train_loop_config={"plan": plan, "init": ray.put(init) if init else None, "run_id": run_id, "data": data},
         scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=gpus > 0,
                                      resources_per_worker=resources, placement_strategy=r.placement),
         run_config=_run_config(plan, RunConfig, FailureConfig, CheckpointConfig),
-        datasets={"train": dataset},
         # A rank that dies leaves the others blocked in a collective; torch's default 30-minute
         # timeout would hold the worker group (and the retry) that long.
         torch_config=TorchConfig(timeout_s=COLLECTIVE_TIMEOUT_S),
