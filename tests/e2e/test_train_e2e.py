@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.faults import ExitAfter
 from videomar.artifacts import storage
 from videomar.errors import SpecError
 from videomar.platform.jobs import parse_spec
 from videomar.artifacts import export
 from videomar.platform.training import checkpoint
-from videomar.platform.training.faults import FAULT_ENV
 from videomar.platform.training.loop import checksum
 from videomar.platform.tracking import TAG_CURRICULUM, TAG_ROLE
 from videomar.platform.jobs.train import preflight
@@ -30,9 +30,10 @@ STEPS = 4
 pytestmark = pytest.mark.slow
 
 
-def train(spec):
-    """A stage as ``videomar run`` runs it, with its StageResult: preflight, then the stage."""
-    return run_stage(spec, preflight(spec))
+def train(spec, *hooks):
+    """A stage as ``videomar run`` runs it, with its StageResult: preflight, then the stage (with
+    test step hooks on its workers, such as a fault)."""
+    return run_stage(spec, preflight(spec), hooks)
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +81,8 @@ def test_quickstart_curriculum_two_stages_zero2_rerun_resumes_stage2_starts_from
         ray_cluster, latents, tmp_path, monkeypatch):
     # Stage 1 loses a worker with no failures allowed: the run fails after its step-2 checkpoint.
     spec1 = stage("qs-stage1", latents, tmp_path, checkpoint={"every": 2, "keep": 2, "max_failures": 0})
-    monkeypatch.setenv(FAULT_ENV, "1:3")
     with pytest.raises(Exception, match="(?i)worker|actor|died"):
-        train(spec1)
-    monkeypatch.delenv(FAULT_ENV)
+        train(spec1, ExitAfter(rank=1, step=3))
     assert not storage.exists(storage.join(spec1.export_uri, export.COMPLETE_MARKER))
 
     # Re-running the same spec resumes from that checkpoint (step 2), not from step 0.
@@ -116,8 +115,7 @@ def test_zero3_on_s3_with_a_killed_worker_tracked_by_an_mlflow_server(
                  mlflow={"tracking_uri": mlflow_server.uri, "experiment": "train-e2e", "curriculum": "e2e"},
                  samples={"count": 1, "steps": 2, "every": 2, "format": "gif"},
                  checkpoint={"every": 2, "keep": 3, "max_failures": 1})
-    monkeypatch.setenv(FAULT_ENV, "1:3")
-    result = train(spec)
+    result = train(spec, ExitAfter(rank=1, step=3))
 
     # The killed rank was survived: the new attempt started at the step-2 checkpoint and finished.
     assert result.metrics["step"] == STEPS and result.metrics["resumed"] is True

@@ -17,8 +17,9 @@ from videomar.errors import ConfigError
 from videomar.model.vae import load_vae
 from videomar.errors import SpecError
 from videomar.platform.jobs import load_spec, parse_spec
-from videomar.platform.vae_training import (load_clips, model_pixels, reconstruction_psnr, run_train_vae,
-                                          write_export)
+from videomar.artifacts.vae_export import write_vae_export
+from videomar.platform.training.vae import run_train_vae
+from videomar.platform.training.vae_clips import load_clips, model_pixels, reconstruction_psnr
 
 QUICKSTART_SPEC = Path(__file__).resolve().parents[2] / "jobs" / "quickstart" / "vae.yaml"
 TINY_VAE = {"latent_channels": 8, "temporal_compression": 4, "spatial_compression": 8,
@@ -102,7 +103,7 @@ def test_local_export_replaces_an_old_one_whole(trained, tmp_path):
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")
     (target / "stale.txt").write_text("from an older export")
-    write_export(result.vae, str(target))
+    write_vae_export(result.vae, str(target))
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
     assert sorted(p.name for p in target.parent.iterdir()) == ["vae"], "no staging folders left behind"
     assert load_vae(target).vae_id == result.vae_id

@@ -1,5 +1,5 @@
 """Training pieces that need no cluster: the spec schema, lr arithmetic, DeepSpeed config,
-schedule, EMA, the export format, MLflow param redaction and the fault hook."""
+schedule, EMA, the export format, MLflow param redaction, step hooks and seeds."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from videomar.platform.jobs import load_spec, parse_spec
 from videomar.artifacts import export
 from videomar.platform.training.deepspeed_config import build_ds_config, resolve_precision
 from videomar.platform.training.ema import EMA
-from videomar.platform.training.faults import FAULT_ENV, Fault, fault_from_env
+from tests.support.faults import ExitAfter
+from videomar.platform.training.core import SEED_STRIDE, after_step, stream_seed
 from videomar.platform.training.schedule import lr_factor
 from videomar.platform.tracking import REDACTED, flatten, redact
 
@@ -155,16 +156,15 @@ def test_params_are_flattened_and_secrets_redacted():
     assert out["mlflow.tracking_uri"] == f"https://{REDACTED}@mlflow.example.com:5000/x"
 
 
-def test_fault_hook_parses_and_fires_only_on_a_fresh_attempt(monkeypatch):
-    monkeypatch.setenv(FAULT_ENV, "1:3")
-    fault = fault_from_env()
-    assert fault == Fault(rank=1, step=3)
-    fault.maybe_fire(rank=0, step=3, resumed=False)  # other rank: nothing happens
-    fault.maybe_fire(rank=1, step=3, resumed=True)  # resumed attempt: nothing happens
-    monkeypatch.setenv(FAULT_ENV, "x")
-    with pytest.raises(ConfigError, match=FAULT_ENV):
-        fault_from_env()
-
+def test_step_hooks_run_in_order_and_the_test_fault_fires_only_on_a_fresh_attempt():
+    calls = []
+    after_step([lambda *a: calls.append(("a", *a)), lambda *a: calls.append(("b", *a))], 1, 3, False)
+    assert calls == [("a", 1, 3, False), ("b", 1, 3, False)]
+    fault = ExitAfter(rank=1, step=3)
+    fault(0, 3, False)  # other rank: nothing happens
+    fault(1, 3, True)  # resumed attempt: nothing happens
+    fault(1, 2, False)  # other step: nothing happens
+    assert stream_seed(5, rank=1, index=2, world=4) == 5 + SEED_STRIDE * 9
 
 def test_tracking_nests_stage_runs_under_one_curriculum_run_and_finds_them_again(tmp_path):
     from mlflow.tracking import MlflowClient

@@ -1,7 +1,7 @@
 """``kind: train-vae``: train the causal video VAE with Ray Train, measure it, export it.
 
     preflight: the videos' source exists
-    run:       platform/vae_training.run_train_vae on the connected Ray
+    run:       platform/training/vae.run_train_vae on the connected Ray
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def preflight(spec: Spec) -> None:
 
 def run(spec: Spec, _checked=None) -> int:
     # Ray Train and torch load when the job runs, not when its spec is validated.
-    from videomar.platform.vae_training import run_train_vae
+    from videomar.platform.training.vae import run_train_vae
 
     run_train_vae(spec)
     return 0

@@ -1,8 +1,8 @@
-"""Training VideoMAR on Ray Train + DeepSpeed ZeRO: one curriculum stage per ``train`` spec.
+"""Training on Ray Train: VideoMAR stages (DeepSpeed ZeRO) and the video VAE, on one core.
 
-Modules: config (spec -> resolved stage plan, preflight checks), deepspeed_config, schedule, ema,
-checkpoint (what a checkpoint holds beyond DeepSpeed's shards), export (the stage export format
-and ``load_export``), tracking (MLflow, rank 0 only), loop (the per-worker train function),
-trainer (the TorchTrainer wiring), samples (sample videos from the EMA weights), faults (a test
-hook that kills a rank once).
+Modules: core (the worker group, seeds and step hooks both trainers share), config (spec ->
+resolved stage plan, preflight checks), data (each rank's shuffled batches), deepspeed_config,
+engine, schedule, ema, checkpoint (what a checkpoint holds beyond DeepSpeed's shards), loop (the
+per-worker train function), trainer (one stage, driver side), samples (sample videos from the EMA
+weights), vae (the VAE trainer).
 """

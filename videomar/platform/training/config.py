@@ -3,7 +3,7 @@
 ``preflight(spec)`` fails before anything starts on Ray, naming the field at fault: the dataset
 manifest is readable and has the stage's bucket, the model's latent channels match it, and
 ``init_from`` is a complete export or a checkpoint. ``plan_stage(spec)`` then fixes what the
-workers need: absolute URIs, the latent shape and scale, precision, lr, the fault hook.
+workers need: absolute URIs, the latent shape and scale, precision, lr.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from videomar.ray_env import gpus_per_worker
 from videomar.platform.specs.train import TrainSpec
 from videomar.platform.training import checkpoint
 from videomar.platform.training.deepspeed_config import resolve_precision
-from videomar.platform.training.faults import Fault, fault_from_env
 from videomar.platform.tracking import TrackingTarget, resolve_target
 
 
@@ -55,7 +54,6 @@ class StagePlan:
     dataset: DatasetInfo
     precision: str  # "bf16" | "fp32"
     lr: float
-    fault: Fault | None
     tracking: TrackingTarget
 
 
@@ -207,6 +205,5 @@ def plan_stage(spec: TrainSpec, info: DatasetInfo) -> StagePlan:
         dataset=info,
         precision=precision,
         lr=spec.lr,
-        fault=fault_from_env(),
         tracking=resolve_target(spec.mlflow.tracking_uri, spec.mlflow.experiment, workdir),
     )

@@ -20,13 +20,15 @@ import math
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from videomar.errors import ConfigError
+from videomar.model.vae import sample_posterior
+from videomar.platform.training.epochs import Window, windows_from
 
 # What a clip's caption costs in memory, beyond its latents (an estimate: captions are short).
 CAPTION_BYTES = 256
@@ -138,45 +140,6 @@ def check_memory(data: StageData, batch_size: int) -> None:
             f"{data.clip_bytes} bytes, fewer than optim.batch_size={batch_size}; raise data.memory_mb")
 
 
-@dataclass(frozen=True)
-class Window:
-    """Clips trained on together: the pieces read (in this order) and the order of their clips."""
-
-    epoch: int
-    pieces: tuple[int, ...]  # indices into RankData.pieces
-    order: np.ndarray  # [n] positions into the pieces' clips, concatenated in ``pieces`` order
-
-
-def epoch_windows(sizes: list[int], window: int, seed: int, rank: int, epoch: int) -> list[Window]:
-    """The shuffled windows of one epoch: a function of the piece sizes and (seed, rank, epoch) only."""
-    rng = np.random.default_rng([seed & (2**64 - 1), rank, epoch])
-    groups: list[list[int]] = []
-    current: list[int] = []
-    count = 0
-    for p in rng.permutation(len(sizes)):
-        current.append(int(p))
-        count += sizes[p]
-        if count >= window:
-            groups.append(current)
-            current, count = [], 0
-    if current:
-        groups.append(current)
-    return [Window(epoch, tuple(g), rng.permutation(sum(sizes[p] for p in g))) for g in groups]
-
-
-def windows_from(rank: RankData, seed: int, rank_index: int, epoch: int, skip_clips: int) -> Iterator[Window]:
-    """Every window from ``epoch`` on, forever, without the first ``skip_clips`` clips of ``epoch``."""
-    sizes = [p.clips for p in rank.pieces]
-    while True:
-        for w in epoch_windows(sizes, rank.window_clips, seed, rank_index, epoch):
-            if skip_clips >= len(w.order):
-                skip_clips -= len(w.order)
-                continue
-            yield replace(w, order=w.order[skip_clips:])
-            skip_clips = 0
-        epoch, skip_clips = epoch + 1, 0
-
-
 @dataclass
 class Clips:
     mean: np.ndarray  # [N, C, T', H', W'] float32
@@ -234,7 +197,8 @@ class RankStream:
             raise RuntimeError(
                 f"this worker's part of the bucket has {self.rank.clips} clips, fewer than optim.batch_size="
                 f"{batch_size}; lower optim.batch_size or resources.workers, or add clips to the bucket")
-        windows = windows_from(self.rank, self.seed, self.rank_index, epoch, skip * batch_size)
+        sizes = [p.clips for p in self.rank.pieces]
+        windows = windows_from(sizes, self.rank.window_clips, self.seed, self.rank_index, epoch, skip * batch_size)
         loaded = self._from_memory(windows) if self._held is not None else read_ahead(
             (self._from_storage(w) for w in windows), WINDOWS_HELD)
         return batched(loaded, batch_size, epoch, skip)
@@ -307,8 +271,7 @@ def read_ahead(items: Iterator, held: int) -> Iterator:
 
 
 def draw_latents(batch: Batch, scale: float, device: torch.device, generator: torch.Generator) -> torch.Tensor:
-    """A fresh posterior sample mean + std * eps, times the VAE's latent scale: [B, C, T', H', W']."""
+    """A fresh posterior sample, times the VAE's latent scale: [B, C, T', H', W']."""
     mean = batch.mean.to(device, non_blocking=True)
     logvar = batch.logvar.to(device, non_blocking=True)
-    eps = torch.randn(mean.shape, generator=generator, device=device, dtype=mean.dtype)
-    return (mean + torch.exp(0.5 * logvar) * eps) * scale
+    return sample_posterior(mean, logvar, generator) * scale

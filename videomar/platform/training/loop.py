@@ -23,14 +23,12 @@ import torch
 from videomar.platform.training import checkpoint
 from videomar.platform.training.checkpoint import TrainState
 from videomar.platform.training.config import StagePlan
+from videomar.platform.training.core import after_step, stream_seed
 from videomar.platform.training.data import RankStream, draw_latents, rank_data
 from videomar.platform.training.ema import EMA
 from videomar.platform.training.engine import build_engine
 from videomar.platform.tracking import StageLogger
 
-# Distinct random streams per (seed, rank, step, micro-step): a resumed run draws what it would
-# have drawn, and ranks never share noise.
-_SEED_STRIDE = 1_000_003
 
 
 @dataclass
@@ -80,7 +78,7 @@ def train_func(config: dict[str, Any]) -> None:
     if not resumed:
         start |= {"start_weights_checksum": checksum(_full_state(trainee.model)),
                   "start_ema_checksum": checksum(trainee.ema.shadow)}
-    _train(plan, env, trainee, state, resumed, logger, start, data)
+    _train(plan, env, trainee, state, resumed, logger, start, data, config.get("hooks", ()))
 
 
 def _worker_env() -> WorkerEnv:
@@ -110,7 +108,7 @@ def _build(plan: StagePlan, init: dict | None, device: torch.device) -> Trainee:
 
 
 def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resumed: bool, logger, start,
-           data: RankStream) -> None:
+           data: RankStream, hooks=()) -> None:
     spec = plan.spec
     batches = Waited(data.batches(spec.optim.batch_size, state.epoch, state.batch_in_epoch))
     nodes = _all_nodes(env)
@@ -136,8 +134,7 @@ def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resum
         if last or state.step % spec.checkpoint.every == 0:
             _report(t, state, env, {**metrics, "step": state.step, "epoch": state.epoch, "nodes": nodes,
                                     "resumed": resumed, "start_step": start_step})
-        if plan.fault is not None:
-            plan.fault.maybe_fire(env.rank, state.step, resumed)
+        after_step(hooks, env.rank, state.step, resumed)
 
 
 class Waited:
@@ -169,7 +166,7 @@ def _optimizer_step(plan: StagePlan, env: WorkerEnv, t: Trainee, batches, state:
     for micro in range(accum):
         epoch, index, batch = next(batches)
         gen = torch.Generator(device=env.device).manual_seed(
-            spec.seed + _SEED_STRIDE * (env.rank + env.world * (state.step * accum + micro)))
+            stream_seed(spec.seed, env.rank, state.step * accum + micro, env.world))
         latents = draw_latents(batch, plan.dataset.latent_scale, env.device, gen)  # [B, C, T', H', W']
         text = t.model.tokenize(batch.captions).to(env.device)
         with autocast:

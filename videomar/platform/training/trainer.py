@@ -14,21 +14,20 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from safetensors.torch import load as load_safetensors
 
 from videomar.artifacts import storage
 from videomar.errors import SpecError
-from videomar.ray_env import cluster_cpus, gpus_per_worker
+from videomar.ray_env import cluster_cpus
 from videomar.platform.specs.train import TrainSpec
 from videomar.artifacts import export
 from videomar.platform.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
-from videomar.platform.training import checkpoint
+from videomar.platform.training import checkpoint, core
 from videomar.platform.training.config import DatasetInfo, StagePlan, plan_stage
+from videomar.platform.training.core import RunPlace, StepHook
 from videomar.platform.training.data import StageData, check_memory, load_stage_data
-
-COLLECTIVE_TIMEOUT_S = 120  # longest a rank waits in all_reduce/barrier for the others
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,9 @@ class StageResult:
     tracking_uri: str  # the MLflow store of the stage's runs
 
 
-def run_stage(spec: TrainSpec, info: DatasetInfo) -> StageResult:
+def run_stage(spec: TrainSpec, info: DatasetInfo, hooks: Sequence[StepHook] = ()) -> StageResult:
     """Train one stage to completion (or resume it) and write its export. ``info`` is what
-    ``preflight(spec)`` found; Ray is connected."""
+    ``preflight(spec)`` found; Ray is connected. ``hooks`` run on every rank after each step."""
     check_cluster(spec)
     plan = plan_stage(spec, info)
     data = stage_data(plan)
@@ -52,7 +51,7 @@ def run_stage(spec: TrainSpec, info: DatasetInfo) -> StageResult:
     runs = open_stage(plan.tracking, spec.mlflow.curriculum or spec.name, spec.name)
     _log_inputs(runs, plan)
     try:
-        result = fit(plan, init, runs.run_id, data)
+        result = fit(plan, init, runs.run_id, data, hooks)
         write_stage_export(plan, result.checkpoint)
     except BaseException:
         close_stage(runs, None, ok=False)
@@ -111,48 +110,20 @@ def stage_data(plan: StagePlan) -> StageData:
     return data
 
 
-def fit(plan: StagePlan, init: dict | None, run_id: str | None, data: StageData):
-    """TorchTrainer.fit() of the stage: ZeRO workers as the spec scales them, checkpoints in storage."""
+def fit(plan: StagePlan, init: dict | None, run_id: str | None, data: StageData,
+        hooks: Sequence[StepHook] = ()):
+    """Ray Train's fit of the stage: ZeRO workers as the spec places them, checkpoints in storage."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
 
     from videomar.platform.training.loop import train_func
 
     spec = plan.spec
-    r = spec.resources
-    gpus = gpus_per_worker(r.gpus_per_worker)
-    resources = {"CPU": r.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
-    trainer = TorchTrainer(
-        train_func,
-        train_loop_config={"plan": plan, "init": ray.put(init) if init else None, "run_id": run_id, "data": data},
-        scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=gpus > 0,
-                                     resources_per_worker=resources, placement_strategy=r.placement),
-        run_config=_run_config(plan, RunConfig, FailureConfig, CheckpointConfig),
-        # A rank that dies leaves the others blocked in a collective; torch's default 30-minute
-        # timeout would hold the worker group (and the retry) that long.
-        torch_config=TorchConfig(timeout_s=COLLECTIVE_TIMEOUT_S),
-    )
-    return trainer.fit()
-
-
-def _run_config(plan: StagePlan, RunConfig, FailureConfig, CheckpointConfig):
-    spec = plan.spec
-    fs, path = storage.filesystem(spec.storage)
-    env = storage.s3_env() if _uses_s3(spec) else {}
-    return RunConfig(
-        name=spec.name,
-        storage_path=path,
-        storage_filesystem=fs if storage.is_s3(spec.storage) else None,
-        failure_config=FailureConfig(max_failures=spec.checkpoint.max_failures),
-        checkpoint_config=CheckpointConfig(num_to_keep=spec.checkpoint.keep),
-        worker_runtime_env={"env_vars": env} if env else None,
-    )
-
-
-def _uses_s3(spec: TrainSpec) -> bool:
-    uris = [spec.storage, spec.data.manifest, spec.export or ""]
-    return any(storage.is_s3(u) for u in uris)
+    place = RunPlace(name=spec.name, storage=spec.storage, keep=spec.checkpoint.keep,
+                     max_failures=spec.checkpoint.max_failures,
+                     s3_workers=any(storage.is_s3(u) for u in (spec.storage, spec.data.manifest, spec.export or "")))
+    config = {"plan": plan, "init": ray.put(init) if init else None, "run_id": run_id, "data": data,
+              "hooks": tuple(hooks)}
+    return core.fit(train_func, config, spec.resources, place)
 
 
 def _checkpoint_uri(plan: StagePlan, ckpt) -> str:
