@@ -57,8 +57,7 @@ def run(work: Path, args) -> dict[str, Any]:
     from videomar.platform.jobs import execute
     from videomar.ray_env import ensure_ray
     from videomar.platform.specs.eval import EvalOptions
-    from videomar.platform.jobs.train import preflight
-    from videomar.platform.training.trainer import run_stage
+    from videomar.platform.jobs.train import preflight, run_stage
 
     tracking = f"sqlite:///{work / 'mlflow.db'}"
     sources = write_sample_videos(work / "sample", args.videos, seed=0, frames=SAMPLE_FRAMES)

@@ -104,21 +104,21 @@ def run_timed(spec) -> tuple[dict, dict]:
     """Run the stage as ``videomar run`` does; (wall-clock marks, its MLflow metric histories)."""
     from mlflow.tracking import MlflowClient
 
-    from videomar.platform.jobs.train import preflight
-    from videomar.platform.training import trainer
+    from videomar.platform.jobs.train import preflight, run_stage
+    from videomar.platform.training import core
 
     marks = {"start": time.time()}
-    fit = trainer.fit
+    fit = core.fit
 
     def marked_fit(*args, **kwargs):
         marks["fit"] = time.time()
         return fit(*args, **kwargs)
 
-    trainer.fit = marked_fit  # only to mark when the driver hands over to Ray Train
+    core.fit = marked_fit  # only to mark when the driver hands over to Ray Train
     try:
-        result = trainer.run_stage(spec, preflight(spec))
+        result = run_stage(spec, preflight(spec))
     finally:
-        trainer.fit = fit
+        core.fit = fit
     marks["end"] = time.time()
     client = MlflowClient(spec.mlflow.tracking_uri)
     keys = ("step_time_s", "data_wait_s", "samples_per_s", "startup_worker_at", "startup_engine_at", "first_step_at")

@@ -22,8 +22,7 @@ from videomar.artifacts import export
 from videomar.platform.training import checkpoint
 from videomar.platform.training.loop import checksum
 from videomar.platform.tracking import TAG_CURRICULUM, TAG_ROLE
-from videomar.platform.jobs.train import preflight
-from videomar.platform.training.trainer import run_stage
+from videomar.platform.jobs.train import preflight, run_stage
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 4

@@ -70,3 +70,18 @@ def test_extends_merges_a_base_file_and_names_a_missing_one(tmp_path):
     (tmp_path / "lost.yaml").write_text("extends: nowhere.yaml\n")
     with pytest.raises(SpecError, match=r"lost.yaml: extends: .*nowhere.yaml does not exist"):
         jobs.load_spec(tmp_path / "lost.yaml")
+
+
+def test_run_refuses_a_bad_input_in_one_line_before_starting_ray(work, capsys):
+    import ray
+
+    from videomar.platform.cli import main
+
+    (work / "runs" / "quickstart-stage2" / "export" / "COMPLETE").unlink()
+    assert main(["run", str(ROOT / "jobs" / "quickstart" / "eval.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "export: export" in err and "is incomplete" in err
+    assert not ray.is_initialized()  # preflight ran first
+    assert main(["validate", "--deep", str(ROOT / "jobs" / "quickstart" / "stage1.yaml")]) == 0
+    assert main(["validate", "--deep", str(ROOT / "jobs" / "quickstart" / "eval.yaml")]) == 2

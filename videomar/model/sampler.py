@@ -29,7 +29,7 @@ from videomar.model.masking import random_orders, tokens_left_masked
 from videomar.model.rng import RowGenerators
 from videomar.model.text import TextBatch, check_text
 from videomar.model.tokens import check_latent_grid, grid_positions, patchify, unpatchify
-from videomar.model.videomar import TextContext, VideoMAR
+from videomar.model.videomar import VideoMAR
 
 MODES = ("kv_cache", "recompute", "token_by_token")
 LATENT_CLIP = 2.0  # generated latents after the first generated frame are clipped to [-2, 2]

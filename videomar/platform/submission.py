@@ -30,6 +30,7 @@ import yaml
 from videomar.platform.envfile import env_defaults
 from videomar.platform.jobs import parse_spec, read_spec_data
 from videomar.platform.specs.base import JobSpec
+from videomar.platform.tokens import read_token_file
 
 # Variables that Ray's own client reads and that would override an explicit address.
 ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
@@ -105,7 +106,7 @@ def resolve_address(address: str | None) -> str:
 def auth_token(token_file: str | None = None) -> str | None:
     """The Ray auth token to send, or None when auth is off or no token is configured."""
     if token_file:
-        return _read_token(Path(token_file), "--token-file")
+        return read_token_file(Path(token_file), "--token-file", SubmissionError)
     mode = (setting("RAY_AUTH_MODE") or "").lower()
     if mode == "disabled":
         return None
@@ -113,25 +114,15 @@ def auth_token(token_file: str | None = None) -> str | None:
         return os.environ["RAY_AUTH_TOKEN"].strip()
     path = setting("RAY_AUTH_TOKEN_PATH")
     if path:
-        return _read_token(Path(path), "RAY_AUTH_TOKEN_PATH")
+        return read_token_file(Path(path), "RAY_AUTH_TOKEN_PATH", SubmissionError)
     if mode == "token":
         if DEFAULT_TOKEN_PATH.is_file():
-            return _read_token(DEFAULT_TOKEN_PATH, "the default token file")
+            return read_token_file(DEFAULT_TOKEN_PATH, "the default token file", SubmissionError)
         raise SubmissionError(
             "RAY_AUTH_MODE=token but no token found: pass --token-file, or set RAY_AUTH_TOKEN_PATH "
             f"or RAY_AUTH_TOKEN, or put the token in {DEFAULT_TOKEN_PATH}"
         )
     return None
-
-
-def _read_token(path: Path, origin: str) -> str:
-    try:
-        token = path.read_text().strip()
-    except OSError as err:
-        raise SubmissionError(f"{origin} {path}: cannot read the Ray auth token: {err.strerror or err}") from None
-    if not token:
-        raise SubmissionError(f"{origin} {path}: the token file is empty")
-    return token
 
 
 @contextlib.contextmanager

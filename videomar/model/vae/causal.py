@@ -149,21 +149,11 @@ class CausalVideoVAE(VideoVAE):
         self.encoder = Encoder(self.config)
         self.decoder = Decoder(self.config)
 
-    @property
-    def temporal_compression(self) -> int:  # type: ignore[override]
-        return self.config.temporal_compression
-
-    @property
-    def spatial_compression(self) -> int:  # type: ignore[override]
-        return self.config.spatial_compression
-
-    @property
-    def latent_channels(self) -> int:  # type: ignore[override]
-        return self.config.latent_channels
-
-    @property
-    def scale(self) -> float:  # type: ignore[override]
-        return self.config.scale
+    # The VideoVAE properties, read from the config.
+    temporal_compression = property(lambda self: self.config.temporal_compression)  # type: ignore[assignment]
+    spatial_compression = property(lambda self: self.config.spatial_compression)  # type: ignore[assignment]
+    latent_channels = property(lambda self: self.config.latent_channels)  # type: ignore[assignment]
+    scale = property(lambda self: self.config.scale)  # type: ignore[assignment]
 
     def config_dict(self) -> dict:
         return self.config.to_dict()

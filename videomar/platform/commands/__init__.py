@@ -1,1 +1,12 @@
-"""CLI verbs, one module per group; see videomar.platform.cli."""
+"""The verbs of the ``videomar`` command line, one module per group; each has ``register(sub)``."""
+
+
+import inspect
+
+
+def add_verb(sub, name: str, func, summary: str):
+    """One verb: its parser, the one-line ``summary`` in ``videomar --help``, and the function that
+    runs it, whose docstring is the verb's ``--help`` description. Returns the parser."""
+    parser = sub.add_parser(name, help=summary, description=inspect.getdoc(func))
+    parser.set_defaults(func=func)
+    return parser

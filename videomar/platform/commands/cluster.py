@@ -5,23 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from videomar.platform.commands import add_verb
 from videomar.platform.envfile import DEFAULT_STATE_DIR, ENV_FILE_NAME
 
 STATE_DIR_HELP = f"where PIDs, logs, the env file and the MLflow store live (default: ./{DEFAULT_STATE_DIR})"
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "up",
-        help="start a local Ray head, an MLflow server and optionally an S3 server",
-        description="Start, as background processes on 127.0.0.1: a Ray head (dashboard and Jobs API), "
-        "an MLflow server (sqlite store in the state dir, one worker, job execution off) and, with "
-        "--s3, an S3 server (moto; objects are kept in memory until `videomar down`). Their PIDs are "
-        f"recorded, and their addresses written to STATE_DIR/{ENV_FILE_NAME}, from which submit, "
-        "status, logs, stop, list, curriculum and run take their defaults. Ray token authentication "
-        "is on unless --no-auth; the token is written to a file in the state dir, never printed. "
-        "A port of 0 means any free port.",
-    )
+    p = add_verb(sub, "up", cmd_up, "start a local Ray head, an MLflow server and optionally an S3 server")
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=STATE_DIR_HELP)
     p.add_argument("--ray-port", type=int, default=6379, help="the Ray head's GCS port (default: 6379)")
     p.add_argument("--dashboard-port", type=int, default=8265, help="dashboard and Jobs API port (default: 8265)")
@@ -32,20 +23,19 @@ def register(sub) -> None:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the Ray head offers (default: all)")
     p.add_argument("--object-store-mb", type=int, default=None, help="Ray object store size (default: Ray's)")
     p.add_argument("--no-auth", action="store_true", help="run the Ray head without token authentication")
-    p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser(
-        "down",
-        help="stop what `videomar up` started",
-        description="Stop exactly the processes `videomar up` recorded in the state dir (each with its "
-        "process group; SIGTERM, then SIGKILL after a grace period) and remove the env file. Logs and "
-        "the MLflow store stay.",
-    )
+    p = add_verb(sub, "down", cmd_down, "stop what `videomar up` started")
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=STATE_DIR_HELP)
-    p.set_defaults(func=cmd_down)
 
 
 def cmd_up(args) -> int:
+    """Start, as background processes on 127.0.0.1: a Ray head (dashboard and Jobs API), an MLflow
+    server (sqlite store in the state dir, one worker, job execution off) and, with --s3, an S3
+    server (moto; objects are kept in memory until `videomar down`). Their PIDs are recorded,
+    and their addresses written to STATE_DIR/env, from which submit, status, logs,
+    stop, list, curriculum and run take their defaults. Ray token authentication is on unless
+    --no-auth; the token is written to a file in the state dir, never printed. A port of 0
+    means any free port."""
     from videomar.platform.local_cluster import UpSettings, up
     from videomar.platform.processes import ProcessError
 
@@ -79,6 +69,9 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
+    """Stop exactly the processes `videomar up` recorded in the state dir (each with its process
+    group; SIGTERM, then SIGKILL after a grace period) and remove the env file. Logs and the
+    MLflow store stay."""
     from videomar.platform.local_cluster import down
     from videomar.platform.processes import ProcessError
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from videomar.errors import UserError
+from videomar.platform.commands import add_verb
 
 FRAMES_HELP = "pixel frames of the output video, the condition image included as frame 0"
 
@@ -22,28 +23,15 @@ def refuse_renamed(parser, old: str, new: str) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "serve", help="serve a stage export over HTTP on Ray Serve (127.0.0.1 unless configured)",
-        description="Deploy the VideoMAR sampler on Ray Serve: POST /v1/generate, POST /v1/batches, "
-        "GET /v1/batches/{id}, GET /v1/model, GET /healthz. Either a serve spec (kind: serve) or "
-        "--export with the defaults. Connects to RAY_ADDRESS if set, else starts a local Ray. "
-        "Blocks until Ctrl-C.",
-    )
+    p = add_verb(sub, "serve", cmd_serve, "serve a stage export over HTTP on Ray Serve (127.0.0.1 unless configured)")
     p.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="a kind: serve spec")
     p.add_argument("--export", metavar="URI", help="a complete stage export (instead of a spec)")
     refuse_renamed(p, "--checkpoint", "--export")
     p.add_argument("--host", help="bind address (default 127.0.0.1, or the spec's http.host)")
     p.add_argument("--port", type=int, help="port (default 8000, or the spec's http.port)")
     p.add_argument("--token-file", metavar="PATH", help="require this bearer token (file holding it)")
-    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser(
-        "generate", help="generate one video from an image on this machine (writes MP4, GIF, PNG sheet)",
-        description="Load a stage export, encode the image with its VAE as latent frame 0, sample the "
-        "following frames with the KV-cached sampler, decode, and write OUT.mp4 plus OUT.gif and a "
-        "contact sheet OUT.png beside it. The image is rejected (not resized) unless its width and "
-        "height are multiples of the model's spatial multiple.",
-    )
+    p = add_verb(sub, "generate", cmd_generate, "generate one video from an image on this machine (writes MP4, GIF, PNG sheet)")
     p.add_argument("--export", required=True, metavar="URI", help="a complete stage export")
     refuse_renamed(p, "--checkpoint", "--export")
     p.add_argument("--image", required=True, metavar="PNG", help="the condition image (PNG or JPEG)")
@@ -57,7 +45,6 @@ def register(sub) -> None:
     p.add_argument("--cfg", type=float, help=f"guidance scale, 1 disables (default {default['cfg']})")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: progressive 0.95->0.90)")
     p.add_argument("--seed", type=int, help=f"random seed (default {default['seed']})")
-    p.set_defaults(func=cmd_generate)
 
 
 def serve_spec_from_args(args):
@@ -80,6 +67,10 @@ def serve_spec_from_args(args):
 
 
 def cmd_serve(args) -> int:
+    """Deploy the VideoMAR sampler on Ray Serve: POST /v1/generate, POST /v1/batches, GET
+    /v1/batches/{id}, GET /v1/model, GET /healthz. Either a serve spec (kind: serve) or
+    --export with the defaults. Connects to RAY_ADDRESS if set, else starts a local Ray. Blocks
+    until Ctrl-C."""
     from videomar.platform import jobs
 
     # A bad spec, an unreadable token or an incomplete export fails in preflight, before Ray starts.
@@ -87,6 +78,10 @@ def cmd_serve(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    """Load a stage export, encode the image with its VAE as latent frame 0, sample the following
+    frames with the KV-cached sampler, decode, and write OUT.mp4 plus OUT.gif and a contact
+    sheet OUT.png beside it. The image is rejected (not resized) unless its width and height
+    are multiples of the model's spatial multiple."""
     import pydantic
 
     from videomar.artifacts.media import write_outputs

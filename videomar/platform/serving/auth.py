@@ -15,6 +15,7 @@ from pathlib import Path
 
 from videomar.errors import UserError
 from videomar.platform.specs.serve import AuthSection
+from videomar.platform.tokens import read_token_file
 
 class AuthError(UserError):
     """The configured token cannot be read (the message names the file or variable)."""
@@ -23,14 +24,7 @@ class AuthError(UserError):
 def read_token(auth: AuthSection) -> str | None:
     """The configured token, or None when none is configured. An empty token is an error."""
     if auth.token_file:
-        path = Path(auth.token_file).expanduser()
-        try:
-            token = path.read_text().strip()
-        except OSError as err:
-            raise AuthError(f"auth.token_file: cannot read {path}: {err.strerror or err}") from None
-        if not token:
-            raise AuthError(f"auth.token_file: {path} is empty")
-        return token
+        return read_token_file(Path(auth.token_file).expanduser(), "auth.token_file:", AuthError)
     if auth.token_env and auth.token_env in os.environ:
         token = os.environ[auth.token_env].strip()
         if not token:
