@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from videomar.model.config import model_config
 from videomar.model.vae import load_vae
 from videomar.model.videomar import build_model
 from videomar.platform.evaluation.job import evaluate_export
-from videomar.platform.evaluation.report import EVAL_JSON, PLOT_NAME
-from videomar.platform.jobs import execute, parse_spec
 from videomar.artifacts.export import IncompleteExportError, write_export
+from videomar.platform.evaluation.report import EVAL_JSON, PLOT_NAME, SHEET_NAME, quality_figures
+from videomar.platform.evaluation.sheet import SheetLayout
+from videomar.platform.jobs import execute, parse_spec
 from videomar.platform.tracking import TAG_ROLE, TAG_STAGE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -56,7 +58,7 @@ def test_eval_job_logs_its_figures_to_the_stages_mlflow_run(ray_cluster, latents
 
     spec = parse_spec({
         "kind": "eval", "export": export, "data": {"manifest": latents.manifest},
-        "options": {"videos": 2, "loss_clips": 4, "steps": 2, "batch_size": 2},
+        "options": {"videos": 3, "loss_clips": 4, "steps": 2, "batch_size": 2, "sheet_videos": 2},
         "mlflow": {"tracking_uri": mlflow_server.uri, "experiment": "eval-e2e"},
     })
     assert execute(spec) == 0
@@ -66,12 +68,20 @@ def test_eval_job_logs_its_figures_to_the_stages_mlflow_run(ray_cluster, latents
     result = json.loads((Path(export) / EVAL_JSON).read_text())
     m = result["metrics"]
     assert result["bucket"] == [9, 32, 32] and set(result["val_loss_by_frame"]) == {"1", "2"}
-    assert m["videos"] == 2 and m["loss_clips"] == 4
+    assert m["videos"] == 3 and m["loss_clips"] == 4 and m["source_videos"] == 2  # 2 held-out videos of 2 clips each
     for key in ("val_loss", "psnr", "psnr_copy_last", "ssim", "ssim_copy_last", "vae_psnr", "vae_ssim",
-                "dynamics", "dynamics_gt", "fvd"):
+                "dynamics", "dynamics_gt", "fvd", "psnr_2cond", "psnr_copy_last_2cond", "ssim_2cond",
+                "ssim_copy_last_2cond"):
         assert m[key] is not None and math.isfinite(m[key]), key
     assert m["psnr"] < m["psnr_copy_last"]  # an untrained model loses to copying the last frame
     assert result["feature_extractor"].startswith("builtin")
+    quality = quality_figures(result)
+    assert quality["contact_sheet"] == str(Path(export) / SHEET_NAME)
+    assert all(quality[k] is not None for k in ("psnr_2cond", "ssim_copy_last_2cond", "dynamics", "vae_psnr",
+                                                "videos", "seconds"))
+    sheet = Image.open(quality["contact_sheet"])
+    layout = SheetLayout(rows=2, frames=9, cond=1, height=32, width=32)  # sheet_videos clips of the bucket
+    assert (sheet.height, sheet.width) == layout.size
 
     logged = client.get_run(stage_run).data.metrics
     for key in ("val_loss", "val_loss_k1", "val_loss_k2", "psnr", "psnr_copy_last", "ssim", "vae_psnr", "fvd"):
@@ -79,6 +89,8 @@ def test_eval_job_logs_its_figures_to_the_stages_mlflow_run(ray_cluster, latents
     with tempfile.TemporaryDirectory() as tmp:
         plot = Path(client.download_artifacts(stage_run, f"eval/{PLOT_NAME}", tmp))
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        logged_sheet = Path(client.download_artifacts(stage_run, f"eval/{SHEET_NAME}", tmp))
+        assert logged_sheet.read_bytes() == Path(quality["contact_sheet"]).read_bytes()
         assert json.loads(Path(client.download_artifacts(stage_run, f"eval/{EVAL_JSON}", tmp)).read_text())["stage"] == STAGE
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,12 @@ def test_quickstart_small_runs_every_step_and_leaves_a_video(tmp_path):
     assert (export / "COMPLETE").exists()
     for stage in ("quickstart-stage1", "quickstart-stage2"):  # the end-of-stage eval ran
         assert (work / "runs" / stage / "export" / "eval.json").stat().st_size > 0
+    # The final evaluation's summary and contact sheet (figures vary; every key is there).
+    from videomar.platform.evaluation.report import QUALITY_KEYS
+
+    quality = json.loads((work / "quality.json").read_text())
+    assert set(QUALITY_KEYS) <= set(quality) and quality["videos"] >= 1
+    assert Path(quality["contact_sheet"]).stat().st_size > 0 and quality["contact_sheet"] in output
     # Progress and the final summary name where everything is.
     assert "[1/" in output and str(video) in output and "mlflow ui" in output
     for spec in ("vae.yaml", "precompute.yaml", "stage1.yaml", "stage2.yaml", "serve.yaml"):

@@ -12,7 +12,7 @@ from tests.support.tiny_export import write_tiny_export
 from videomar.data_pipelines.clips import read_clip
 from videomar.data_pipelines.sample_data import write_sample_videos
 from videomar.platform.evaluation.clips import combine_quality
-from videomar.platform.evaluation.workers import QualityWorker, run_pool
+from videomar.platform.evaluation.workers import QualityWorker, clip_key, run_pool, sheet_clips
 from videomar.platform.specs.eval import EvalOptions
 from videomar.artifacts.export import load_export
 
@@ -41,16 +41,24 @@ def held_out(tmp_path_factory):
 def test_quality_worker_measures_every_clip_the_same_way_in_any_batching(ray_cluster, held_out):
     export_uri, rows = held_out
     dataset = ray_cluster.data.from_items(rows)
+    picked = clip_key(rows[1]["source"], 0)
     results = {}
     for batch_size in (1, 3):
         options = EvalOptions(videos=4, loss_clips=4, steps=2, batch_size=batch_size)
-        quality = run_pool(dataset, QualityWorker, (export_uri, options.model_dump(), BUCKET), options)
-        results[batch_size] = combine_quality(quality)
+        quality = run_pool(dataset, QualityWorker, (export_uri, options.model_dump(), BUCKET, [picked]), options)
+        results[batch_size] = combine_quality(quality, options.motion_cond_frames)
+        # Frames come back for the clip picked for the contact sheet only: (generated, truth).
+        [(key, frames)] = sheet_clips(quality)
+        assert key == picked and frames.shape == (2, *BUCKET, 3) and frames.dtype == "uint8"
     metrics1, metrics3 = results[1], results[3]
     # Continuations are seeded per clip, so batching does not change them.
-    for key in ("psnr", "ssim", "vae_psnr", "dynamics", "digit_consistency", "fvd"):
+    for key in ("psnr", "ssim", "vae_psnr", "dynamics", "digit_consistency", "fvd", "psnr_2cond", "ssim_2cond"):
         assert metrics3[key] == pytest.approx(metrics1[key], rel=1e-4, abs=1e-5), key
     # An untrained model is far from the truth; the copy-last baseline and the VAE bound are not.
     assert metrics1["psnr"] < metrics1["psnr_copy_last"]
     assert metrics1["fvd"] > 0
     assert metrics1["digit_consistency_gt"] > 0
+    # Two latent frames given: the baseline repeats the fifth pixel frame, so it differs from
+    # the one-frame baseline.
+    assert metrics1["psnr_copy_last_2cond"] != metrics1["psnr_copy_last"]
+    assert metrics1["classifier_accuracy_gt"] >= 0.9

@@ -36,13 +36,18 @@ def result(stage: str, psnr: float) -> dict:
 def test_quickstart_eval_spec_parses():
     spec = load_spec(REPO / "jobs/quickstart/eval.yaml")
     assert isinstance(spec, EvalSpec)
-    assert spec.options.videos == 4 and spec.data.bucket is None
+    assert spec.options.videos >= 32 and spec.data.bucket is None  # the quickstart's quality covers >= 32 clips
+    assert spec.options.motion_cond_frames == 2 and spec.options.sheet_videos > 0
 
 
 def test_eval_spec_errors_name_the_field():
     base = {"kind": "eval", "export": "e", "data": {"manifest": "m.json"}}
     with pytest.raises(SpecError, match=r"options\.videos"):
         parse_spec({**base, "options": {"videos": 1}})
+    with pytest.raises(SpecError, match=r"options\.videos"):
+        parse_spec({**base, "options": {"videos": 100_000}})
+    with pytest.raises(SpecError, match=r"options\.sheet_videos"):
+        parse_spec({**base, "options": {"sheet_videos": -1}})
     with pytest.raises(SpecError, match=r"options\.features\.extractr: unknown key"):
         parse_spec({**base, "options": {"features": {"extractr": "x"}}})
     with pytest.raises(SpecError, match=r"data\.manifest"):
@@ -95,3 +100,19 @@ def test_plot_and_mlflow_logging(tmp_path):
     assert names == {"eval/eval.json", f"eval/{report.PLOT_NAME}"}
     logged = json.loads((tmp_path / "artifacts" / run_id / "artifacts" / "eval" / "eval.json").read_text())
     assert logged["metrics"]["psnr"] == 18.0
+
+
+def test_quality_figures_hold_every_key_with_null_where_unmeasured():
+    evaluated = result("s2", 18.0)
+    evaluated["metrics"].update(psnr_2cond=15.0, eval_seconds=12.5, videos=32.0)
+    evaluated["contact_sheet"] = "/x/s2/export/eval_sheet.png"
+    quality = report.quality_figures(evaluated)
+    assert set(report.QUALITY_KEYS) <= set(quality)
+    for key in ("psnr_2cond", "psnr_copy_last_2cond", "ssim_2cond", "ssim_copy_last_2cond", "digit_consistency",
+                "digit_consistency_gt", "dynamics", "dynamics_gt", "classifier_accuracy_gt", "videos", "vae_psnr",
+                "seconds"):
+        assert key in quality, key
+    assert quality["psnr_2cond"] == 15.0 and quality["seconds"] == 12.5 and quality["videos"] == 32.0
+    assert quality["digit_consistency"] is None and quality["ssim_2cond"] is None  # NaN, and not measured
+    assert quality["contact_sheet"].endswith("eval_sheet.png")
+    json.dumps(quality, allow_nan=False)

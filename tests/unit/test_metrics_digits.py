@@ -8,13 +8,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from videomar.platform.evaluation.digits import (
-    DigitClassifier,
-    digits_in_videos,
-    dynamics,
-    load_digit_classifier,
-    subject_consistency,
-)
+from videomar.platform.evaluation.consistency import dynamics, subject_consistency
+from videomar.platform.evaluation.digits import DigitClassifier, digits_in_videos, load_digit_classifier
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -83,7 +78,8 @@ def test_classifier_is_cached_to_its_file(tmp_path, classifier):
     stamp = path.stat().st_mtime_ns
     again = load_digit_classifier(path)
     assert path.stat().st_mtime_ns == stamp  # read, not retrained and rewritten
-    assert torch.equal(again.weight, classifier.weight) and torch.equal(again.bias, classifier.bias)
+    for mine, theirs in zip(again.weights + again.biases, classifier.weights + classifier.biases, strict=True):
+        assert torch.equal(mine, theirs)
     path.write_bytes(b"corrupt")
     assert DigitClassifier.load(path) is None
 
@@ -132,3 +128,14 @@ def test_sample_videos_single_digits_are_recognised_in_every_frame(classifier, t
     present = digits_in_videos(classifier, videos)
     labels = one_hot([r["digits"][0]["label"] for r in single])
     assert (present == labels[:, None]).all()
+
+
+def test_blurry_blobs_are_no_digit(classifier):
+    """An undertrained model draws soft blobs; the classifier must not read them as digits."""
+    yy, xx = torch.meshgrid(torch.arange(CANVAS).float(), torch.arange(CANVAS).float(), indexing="ij")
+    frames = []
+    for sy, sx in ((5, 4), (7, 3), (4, 6), (6, 6)):
+        blob = torch.exp(-(((yy - 24) / sy) ** 2 + ((xx - 24) / sx) ** 2) / 2)  # [H, W] in [0, 1]
+        frames.append(blob * 1.6 - 1)
+    video = torch.stack(frames)[None, None].expand(1, 3, -1, -1, -1)
+    assert not digits_in_videos(classifier, video).any()

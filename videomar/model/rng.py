@@ -13,6 +13,10 @@ from typing import Callable, Sequence, Union
 
 import torch
 
+# Seeds of distinct streams lie this far apart (seed + SEED_STRIDE * stream): a run's streams never
+# meet another run's, and a resumed run draws what it would have drawn.
+SEED_STRIDE = 1_000_003
+
 
 class RowGenerators:
     def __init__(self, generators: Sequence[torch.Generator]):

@@ -1,6 +1,7 @@
 """The main job end to end on embedded defaults: sample videos -> train the VAE -> precompute
-latents -> the two-stage quickstart curriculum (2 workers, ZeRO-2) -> generate a video from a
-held-out first frame with the KV-cached sampler.
+latents -> the two-stage quickstart curriculum (2 workers, ZeRO-2) -> evaluate the last stage on
+the held-out clips (quality.json, contact sheet) -> generate a video from a held-out first frame
+with the KV-cached sampler.
 
 Every step runs a real job spec from jobs/quickstart/ (copied into the work dir, where its
 relative paths resolve), through the same code as `videomar run`, on an in-process Ray with
@@ -59,7 +60,7 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
     work.mkdir(parents=True, exist_ok=True)
     if not JOBS_DIR.is_dir():
         raise QuickstartError(f"{JOBS_DIR} is missing: run the quickstart from a source checkout of videomar")
-    progress = _Progress(out, total=len(STAGES) + 3)
+    progress = _Progress(out, total=len(STAGES) + 4)
     previous_cwd = os.getcwd()
     os.chdir(work)  # the specs' relative paths resolve against the work dir
     try:
@@ -77,12 +78,44 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
                 status = execute(spec)
                 if status != 0:
                     raise QuickstartError(f"{name} ({spec.kind}) failed with exit status {status}")
+        evaluation = specs["eval.yaml"]
+        with progress.step(f"evaluate the last stage on up to {evaluation.options.videos} held-out clips (eval.yaml)"):
+            quality = _evaluate(work, evaluation)
         with progress.step("generate a video from a held-out first frame (KV-cached sampler)"):
             outputs = _generate(work, plan)
     finally:
         os.chdir(previous_cwd)
+    outputs["quality"] = work / QUALITY_JSON
     _summary(work, outputs, out, progress.elapsed())
+    _print_quality(quality, out)
     return outputs
+
+
+QUALITY_JSON = "quality.json"
+
+
+def _evaluate(work: Path, spec) -> dict[str, Any]:
+    """Run the eval spec and write its quality summary to <work>/quality.json."""
+    import json
+
+    from videomar.artifacts.storage import write_bytes_atomic
+    from videomar.platform.evaluation import report
+    from videomar.platform.jobs import execute
+
+    if execute(spec) != 0:
+        raise QuickstartError("eval.yaml failed")
+    quality = report.quality_figures(report.read_eval_json(spec.export))
+    if quality["contact_sheet"]:
+        quality["contact_sheet"] = str(work / quality["contact_sheet"])  # the spec's paths are relative to work
+    write_bytes_atomic(str(work / QUALITY_JSON), (json.dumps(quality, indent=2) + "\n").encode())
+    return quality
+
+
+def _print_quality(quality: dict[str, Any], out: Callable[[str], None]) -> None:
+    out("")
+    out(f"Quality on {quality['videos']:.0f} held-out clips (quality.json):")
+    for key, value in quality.items():
+        out(f"  {key:24s}{'n/a' if value is None else f'{value:.4g}' if isinstance(value, float) else value}")
 
 
 def _write_specs(work: Path, plan: Plan) -> dict:
@@ -148,6 +181,7 @@ def _summary(work: Path, outputs: dict[str, Path], out: Callable[[str], None], s
     out(f"  checkpoints:        {work / 'runs'}/quickstart-stage*/ (Ray Train checkpoints)")
     out(f"  final export:       {outputs['export']}")
     out(f"  quality per stage:  {work / 'runs'}/quickstart-stage*/export/eval.json")
+    out(f"  quality summary:    {outputs['quality']}")
     out(f"  MLflow runs:        experiment 'videomar-quickstart' in {db if db.exists() else work / 'runs'}")
     out("")
     out("Next:")

@@ -2,6 +2,7 @@
 
 Modules: ``metrics`` (PSNR, SSIM, copy-last baseline), ``frechet`` (Fréchet distance),
 ``features`` (pluggable video feature extractors for FVD), ``digits`` (moving-digits classifier,
-subject consistency, dynamics), ``job`` (the eval job and ``evaluate_export``), ``report`` (JSON
-and the per-stage plot). Import the module you need; this package imports nothing heavy.
+subject consistency, dynamics), ``job`` (the eval job and ``evaluate_export``), ``report`` (JSON,
+the per-stage plot, the quality summary), ``sheet`` (the contact sheet). Import the module you
+need; this package imports nothing heavy.
 """

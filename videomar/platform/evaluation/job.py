@@ -4,16 +4,19 @@
 end of every stage) both call it. It
 
 1. reads the held-out clips (``split="val"``) of the bucket from the latent dataset;
-2. on a Ray Data actor pool (``options.workers`` actors, each holding the export on its device):
+2. on a Ray Data actor pool (``resources.workers`` actors, each holding the export on its device):
    the teacher-forced validation loss for every target frame index k on ``loss_clips`` clips
    (posterior means as the clean latents, seeded masks and timesteps); and on ``videos`` clips:
-   the ground-truth pixels decoded from the source videos, a continuation from the first
-   ``cond_frames`` latent frames with the KV-cached sampler, and per-clip figures;
+   the ground-truth pixels decoded from the source videos, continuations from the first
+   ``cond_frames`` and ``motion_cond_frames`` latent frames with the KV-cached sampler, and
+   per-clip figures;
 3. combines them: PSNR and SSIM of the generated frames (copy-the-last-frame baseline beside
-   them), digit consistency and dynamics (ground truth beside them), VAE reconstruction PSNR/SSIM,
-   FVD;
-4. writes ``eval.json`` next to the export, draws the per-stage plot over the chain of exports
-   this stage was initialised from, and logs both and the metrics to MLflow when a run is given.
+   them), digit consistency and dynamics (ground truth beside them), the digit classifier's
+   accuracy on the ground truth, VAE reconstruction PSNR/SSIM, FVD;
+4. writes ``eval.json`` and the contact sheet (condition | generated | ground truth, the first
+   ``sheet_videos`` clips by name) next to the export, draws the per-stage plot over the chain of
+   exports this stage was initialised from, and logs them and the metrics to MLflow when a run
+   is given.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from typing import Any
 
 from videomar.platform.evaluation import report
 from videomar.platform.evaluation.clips import combine_losses, combine_quality
-from videomar.platform.evaluation.workers import Bucket, LossWorker, QualityWorker, run_pool
+from videomar.platform.evaluation.sheet import sheet_png
+from videomar.platform.evaluation.workers import Bucket, LossWorker, QualityWorker, clip_key, run_pool, sheet_clips
+from videomar.platform.specs.base import ResourcesSection
 from videomar.platform.specs.eval import EvalOptions
 
 
@@ -45,6 +50,7 @@ def evaluate_export(
     bucket: Any = None,
     *,
     options: EvalOptions | None = None,
+    resources: ResourcesSection | None = None,
     run_id: str | None = None,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
@@ -55,29 +61,34 @@ def evaluate_export(
     EvalOptions (its defaults if None). ``run_id``/``tracking_uri``: an MLflow run (the stage's)
     to log the metrics (as ``eval/<name>``), ``eval.json`` and the per-stage plot into; None logs
     nothing. Returns the result also written to ``<export>/eval.json``: ``stage``, ``export``,
-    ``bucket``, ``metrics`` (flat name -> float, NaN where undefined), ``val_loss_by_frame`` and
-    ``feature_extractor``.
+    ``bucket``, ``metrics`` (flat name -> float, NaN where undefined), ``val_loss_by_frame``,
+    ``feature_extractor`` and ``contact_sheet`` (its URI, None when ``sheet_videos`` is 0).
     """
     from videomar.data_pipelines.reader import read_bucket
     from videomar.artifacts.export import read_export_config
 
     options = options or EvalOptions()
+    resources = resources or ResourcesSection()
     started = time.monotonic()
     config = read_export_config(export_uri)
     bucket = _bucket_tuple(bucket if bucket is not None else config["bucket"])
     held_out = read_bucket(manifest_uri, bucket, split="val")
-    losses = run_pool(held_out.limit(options.loss_clips), LossWorker, (export_uri, options.model_dump()), options)
+    losses = run_pool(held_out.limit(options.loss_clips), LossWorker, (export_uri, options.model_dump()), options,
+                      resources)
     if not losses:
         frames, height, width = bucket
         raise ValueError(
             f"data.manifest: {manifest_uri} has no held-out (split 'val') clips in bucket "
             f"{frames}x{height}x{width}; precompute it with a validation fraction above 0"
         )
-    quality = run_pool(held_out.limit(options.videos), QualityWorker, (export_uri, options.model_dump(), bucket),
-                       options)
+    videos = held_out.limit(options.videos).materialize()  # the same clips for the sheet's pick and the pool
+    sheet_keys = first_keys(videos, options.sheet_videos)
+    quality = run_pool(videos, QualityWorker, (export_uri, options.model_dump(), bucket, sheet_keys), options,
+                       resources)
     val_loss, by_frame = combine_losses(losses["loss"])
-    metrics = {"val_loss": val_loss, **combine_quality(quality)}
+    metrics = {"val_loss": val_loss, **combine_quality(quality, options.motion_cond_frames)}
     metrics["videos"] = float(len(quality["psnr"]))
+    metrics["source_videos"] = float(len(set(quality["source"].tolist())))
     metrics["loss_clips"] = float(len(losses["loss"]))
     metrics["eval_seconds"] = time.monotonic() - started
     result = {
@@ -88,13 +99,36 @@ def evaluate_export(
         "val_loss_by_frame": by_frame,
         "feature_extractor": str(quality["feature_extractor"][0]),
         "options": options.model_dump(),
+        "contact_sheet": None,
     }
+    png = contact_sheet(quality)
+    if png is not None:
+        result["contact_sheet"] = report.write_sheet(export_uri, png)
     report.write_eval_json(export_uri, result)
     if run_id:
         with tempfile.TemporaryDirectory(prefix="videomar-eval-") as tmp:
             plot = report.plot_stages(stage_history(export_uri, result), Path(tmp) / report.PLOT_NAME)
-            report.log_to_mlflow(result, run_id, tracking_uri, plot)
+            artifacts = [plot]
+            if png is not None:
+                artifacts.append(Path(tmp) / report.SHEET_NAME)
+                artifacts[-1].write_bytes(png)
+            report.log_to_mlflow(result, run_id, tracking_uri, *artifacts)
     return result
+
+
+def first_keys(videos, count: int) -> list[str]:
+    """The names of the first ``count`` clips of ``videos`` in name order (so the pick does not
+    depend on the order Ray Data reads them in)."""
+    if count == 0:
+        return []
+    rows = videos.select_columns(["source", "clip_index"]).take_all()
+    return sorted(clip_key(r["source"], r["clip_index"]) for r in rows)[:count]
+
+
+def contact_sheet(quality: dict[str, Any]) -> bytes | None:
+    """The PNG of the clips the workers returned frames for, in name order; None if none."""
+    clips = [frames for _, frames in sheet_clips(quality)]
+    return sheet_png(clips, int(quality["cond_pixels"][0])) if clips else None
 
 
 def _export_spec(export_uri: str) -> dict[str, Any]:
@@ -173,7 +207,7 @@ def run_eval_spec(spec) -> int:
     ok = False
     try:
         result = evaluate_export(spec.export, spec.data.manifest, spec.data.bucket, options=spec.options,
-                                 run_id=run_id, tracking_uri=tracking_uri)
+                                 resources=spec.resources, run_id=run_id, tracking_uri=tracking_uri)
         ok = True
     finally:
         if created:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# Pixels span [-1, 1].
-DATA_RANGE = 2.0
+from videomar.model.pixels import PIXEL_RANGE, psnr_db
+
+DATA_RANGE = PIXEL_RANGE  # pixels span [-1, 1]
 # Identical frames have infinite PSNR; it is reported as this many dB so that averages, JSON and
 # MLflow stay finite.
 PSNR_CAP_DB = 100.0
@@ -48,7 +49,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = DATA_RANG
     b, _, t = pred.shape[:3]
     mse = (_frames(pred) - _frames(target)).pow(2).flatten(1).mean(dim=1)  # [B*T]
     floor = data_range**2 * 10 ** (-PSNR_CAP_DB / 10)
-    out = 10 * torch.log10(data_range**2 / mse.clamp_min(floor))
+    out = psnr_db(mse.clamp_min(floor), data_range)
     return out.view(b, t).float()
 
 

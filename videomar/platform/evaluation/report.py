@@ -1,5 +1,6 @@
-"""Where eval results go: ``eval.json`` next to the export, a PNG of metrics per stage, and the
-stage's MLflow run."""
+"""Where eval results go: ``eval.json`` and the contact sheet next to the export, a PNG of metrics
+per stage, the stage's MLflow run, and the quality summary (``quality_figures``) that the
+quickstart writes as ``quality.json`` and ``bench.quality`` prints."""
 
 from __future__ import annotations
 
@@ -8,20 +9,52 @@ import math
 from pathlib import Path
 from typing import Any
 
+from videomar.platform.evaluation.clips import CONTINUATION_KEYS, motion_key
+from videomar.platform.specs.eval import MOTION_COND_FRAMES
+
 EVAL_JSON = "eval.json"
 PLOT_NAME = "eval_by_stage.png"
+SHEET_NAME = "eval_sheet.png"
 METRIC_PREFIX = "eval/"
+MOTION = tuple(motion_key(k, MOTION_COND_FRAMES) for k in CONTINUATION_KEYS)  # psnr_2cond, ...
 
 # Panels of the per-stage plot: title -> metrics drawn in it (model first, reference after).
 PANELS: dict[str, tuple[str, ...]] = {
     "validation loss": ("val_loss",),
     "PSNR (dB)": ("psnr", "psnr_copy_last"),
     "SSIM": ("ssim", "ssim_copy_last"),
+    f"PSNR (dB), {MOTION_COND_FRAMES} latent frames given": MOTION[:2],
+    f"SSIM, {MOTION_COND_FRAMES} latent frames given": MOTION[2:],
     "digit consistency": ("digit_consistency", "digit_consistency_gt"),
     "dynamics": ("dynamics", "dynamics_gt"),
     "VAE reconstruction PSNR (dB)": ("vae_psnr",),
     "FVD": ("fvd",),
 }
+
+# The quality summary: the eval metric each key is read from. The continuation figures are those
+# with MOTION_COND_FRAMES latent frames given (the motion is visible); digit consistency and
+# dynamics are those with ``cond_frames`` given (one in the quickstart).
+QUALITY_KEYS: dict[str, str] = {
+    **{k: k for k in MOTION},
+    "digit_consistency": "digit_consistency",
+    "digit_consistency_gt": "digit_consistency_gt",
+    "dynamics": "dynamics",
+    "dynamics_gt": "dynamics_gt",
+    "classifier_accuracy_gt": "classifier_accuracy_gt",
+    "videos": "videos",
+    "source_videos": "source_videos",
+    "vae_psnr": "vae_psnr",
+    "seconds": "eval_seconds",
+}
+
+
+def quality_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The quality summary of an eval result: ``QUALITY_KEYS`` (null where not measured), the
+    contact sheet's location and the stage."""
+    metrics = result["metrics"]
+    out = {key: metrics.get(name) for key, name in QUALITY_KEYS.items()}
+    out.update(contact_sheet=result.get("contact_sheet"), stage=result.get("stage"))
+    return _finite_or_none(out)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -41,6 +74,15 @@ def write_eval_json(export_uri: str, result: dict[str, Any]) -> str:
     uri = storage.join(export_uri, EVAL_JSON)
     text = json.dumps(_finite_or_none(result), indent=2, sort_keys=True, allow_nan=False)
     storage.write_bytes_atomic(uri, text.encode())
+    return uri
+
+
+def write_sheet(export_uri: str, png: bytes) -> str:
+    """Write the contact sheet as ``<export>/eval_sheet.png`` (atomically); returns its URI."""
+    from videomar.artifacts import storage
+
+    uri = storage.join(export_uri, SHEET_NAME)
+    storage.write_bytes_atomic(uri, png)
     return uri
 
 
@@ -93,8 +135,9 @@ def plot_stages(stages: list[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
-def log_to_mlflow(result: dict[str, Any], run_id: str, tracking_uri: str | None, plot: Path | None) -> None:
-    """Log the finite metrics (prefixed ``eval/``), the result JSON and the plot to an existing run."""
+def log_to_mlflow(result: dict[str, Any], run_id: str, tracking_uri: str | None, *artifacts: Path) -> None:
+    """Log the finite metrics (prefixed ``eval/``), the result JSON and the ``artifacts`` (the plot,
+    the contact sheet) to an existing run."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -104,5 +147,5 @@ def log_to_mlflow(result: dict[str, Any], run_id: str, tracking_uri: str | None,
         if isinstance(value, (int, float)) and math.isfinite(value):
             client.log_metric(run_id, METRIC_PREFIX + key, float(value))
     client.log_dict(run_id, _finite_or_none(result), f"eval/{EVAL_JSON}")
-    if plot is not None:
-        client.log_artifact(run_id, str(plot), artifact_path="eval")
+    for path in artifacts:
+        client.log_artifact(run_id, str(path), artifact_path="eval")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from videomar.platform.specs.base import BucketSection, JobSpec, Section
+from videomar.platform.specs.base import BucketSection, JobSpec, ResourcesSection, Section
 
 
 class FeaturesSection(Section):
@@ -28,19 +28,38 @@ class FeaturesSection(Section):
     call_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for its forward")
 
 
+# Latent frames given as the condition of the psnr_<N>cond / ssim_<N>cond figures by default: with
+# two, the motion is visible in the condition, so a model can beat copying the last frame.
+MOTION_COND_FRAMES = 2
+# Most held-out clips one evaluation continues: each costs a sampler run per condition.
+MAX_EVAL_VIDEOS = 1024
+
+
 class EvalOptions(Section):
     """How much to measure, and how to sample continuations."""
 
-    videos: int = Field(default=8, ge=2, description="held-out clips continued and compared (FVD needs >= 2)")
+    RENAMED = {k: f"use resources.{k} (of the eval spec; a stage's eval uses the defaults)"
+               for k in ("workers", "cpus_per_worker", "gpus_per_worker")}
+
+    videos: int = Field(
+        default=8, ge=2, le=MAX_EVAL_VIDEOS,
+        description="held-out clips continued and compared: every held-out clip up to this many (FVD needs >= 2)",
+    )
     loss_clips: int = Field(default=32, ge=1, description="held-out clips for the teacher-forced loss")
     cond_frames: int = Field(default=1, ge=1, description="latent frames given as the condition")
+    motion_cond_frames: int | None = Field(
+        default=MOTION_COND_FRAMES, ge=1,
+        description="latent frames given as the condition for psnr_<N>cond and ssim_<N>cond (and their "
+        "copy-last baselines); null, or clips too short for it: not measured",
+    )
+    sheet_videos: int = Field(
+        default=8, ge=0, le=64,
+        description="held-out clips drawn in the contact sheet (condition | generated | ground truth); 0: none",
+    )
     steps: int = Field(default=16, ge=1, description="spatial decoding steps per generated frame")
     cfg: float = Field(default=3.0, ge=1.0, description="classifier-free guidance scale")
     temperature: float | None = Field(default=None, gt=0, description="fixed temperature; default: progressive")
     batch_size: int = Field(default=4, ge=1, description="clips per forward pass")
-    workers: int = Field(default=1, ge=1, description="Ray actors evaluating clips in parallel")
-    gpus_per_worker: float = Field(default=0, ge=0, description="GPUs per actor (0: CPU)")
-    cpus_per_worker: float = Field(default=1, gt=0)
     seed: int = 0
     features: FeaturesSection = Field(default_factory=FeaturesSection)
     digit_classifier: str | None = Field(
@@ -68,4 +87,6 @@ class EvalSpec(JobSpec):
     export: str = Field(description="URI of the stage export to evaluate (local path or s3://)")
     data: EvalDataSection
     options: EvalOptions = Field(default_factory=EvalOptions)
+    resources: ResourcesSection = Field(default_factory=ResourcesSection,
+                                        description="the Ray Data actors, each holding the export")
     mlflow: EvalMlflowSection = Field(default_factory=EvalMlflowSection)

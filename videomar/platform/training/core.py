@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from videomar.artifacts import storage
+from videomar.model.rng import SEED_STRIDE
 from videomar.platform.specs.train import TrainResources
 from videomar.ray_env import gpus_per_worker
 
-# Distinct random streams per (seed, rank, index): a resumed run draws what it would have drawn,
-# and ranks never share noise.
-SEED_STRIDE = 1_000_003
 # The longest a rank waits in all_reduce/barrier for the others: a rank that dies leaves the
 # others blocked in a collective, and torch's default 30 minutes would hold the worker group (and
 # the retry) that long.

@@ -3,7 +3,6 @@ memory of model pixels), reconstruction PSNR and the latent scale."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,11 +10,10 @@ import torch
 
 from videomar.artifacts import storage
 from videomar.errors import ConfigError
+from videomar.model.pixels import psnr_db
 from videomar.model.vae import VideoVAE
 from videomar.platform.specs.train_vae import TrainVAESpec
 
-# Pixels are in [-1, 1]: the peak-to-peak range in PSNR = 10 log10(range^2 / MSE).
-PIXEL_RANGE = 2.0
 EVAL_BATCH = 16
 
 
@@ -102,7 +100,7 @@ def reconstruction_psnr(vae: VideoVAE, frames: np.ndarray) -> float:
 
 def psnr(mse: float) -> float:
     """PSNR (dB) of a mean squared error of pixels in [-1, 1]."""
-    return 10.0 * math.log10(PIXEL_RANGE**2 / max(mse, 1e-12))
+    return float(psnr_db(torch.tensor(max(mse, 1e-12), dtype=torch.float64)))
 
 
 @torch.no_grad()
