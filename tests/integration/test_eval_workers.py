@@ -13,6 +13,7 @@ from videomar.data_pipelines.clips import read_clip
 from videomar.data_pipelines.sample_data import write_sample_videos
 from videomar.platform.evaluation.clips import combine_quality
 from videomar.platform.evaluation.workers import QualityWorker, clip_key, run_pool, sheet_clips
+from videomar.platform.specs.base import ResourcesSection
 from videomar.platform.specs.eval import EvalOptions
 from videomar.artifacts.export import load_export
 
@@ -45,7 +46,8 @@ def test_quality_worker_measures_every_clip_the_same_way_in_any_batching(ray_clu
     results = {}
     for batch_size in (1, 3):
         options = EvalOptions(videos=4, loss_clips=4, steps=2, batch_size=batch_size)
-        quality = run_pool(dataset, QualityWorker, (export_uri, options.model_dump(), BUCKET, [picked]), options)
+        quality = run_pool(dataset, QualityWorker, (export_uri, options.model_dump(), BUCKET, [picked]), options,
+                           ResourcesSection())
         results[batch_size] = combine_quality(quality, options.motion_cond_frames)
         # Frames come back for the clip picked for the contact sheet only: (generated, truth).
         [(key, frames)] = sheet_clips(quality)

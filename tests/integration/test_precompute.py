@@ -152,7 +152,7 @@ def test_killed_run_rerun_has_every_clip_exactly_once(ray_cluster, tmp_path):
     output = tmp_path / "latents"
     data = yaml.safe_load((Path(__file__).parents[2] / "jobs/quickstart/precompute.yaml").read_text())
     data.update(source=str(sample), vae=vae, output=str(output), shard_clips=2,
-                encode={"workers": 1, "batch_size": 2, "cpus_per_worker": 0.5, "decode_cpus": 0.5})
+                encode={"batch_size": 2, "decode_cpus": 0.5}, resources={"workers": 1, "cpus_per_worker": 0.5})
     spec_path = tmp_path / "precompute.yaml"
     spec_path.write_text(yaml.safe_dump(data))
     env = {**os.environ, "RAY_ADDRESS": ""}

@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from videomar.artifacts import storage
+from videomar.artifacts.bucket import Bucket
 from videomar.artifacts.shards import SCHEMA_VERSION, ShardInfo
 
 MANIFEST_FILE = "manifest.json"
@@ -25,8 +26,12 @@ class BucketManifest:
     shards: list[str] = field(default_factory=list)  # paths relative to the manifest's folder
 
     @property
+    def bucket_shape(self) -> Bucket:
+        return Bucket.of(self)
+
+    @property
     def key(self) -> str:
-        return f"{self.frames}x{self.height}x{self.width}"
+        return self.bucket_shape.key
 
     @property
     def clips(self) -> int:
@@ -45,10 +50,10 @@ class DatasetManifest:
     errors: int
     videos: int = 0  # source videos listed by the run that wrote the manifest
 
-    def bucket(self, shape: tuple[int, int, int]) -> BucketManifest | None:
+    def bucket(self, shape: Bucket) -> BucketManifest | None:
         frames, height, width = (int(v) for v in shape)
         for b in self.buckets:
-            if (b.frames, b.height, b.width) == (frames, height, width):
+            if b.bucket_shape == (frames, height, width):
                 return b
         return None
 
@@ -94,7 +99,7 @@ def check_fields(uri: str, where: str, data: dict, kind: type) -> None:
                          f"another videomar version? Re-run the precompute job into a new output folder")
 
 
-def bucket_manifest(bucket: tuple[int, int, int], latent_shape: tuple, shards: list[ShardInfo],
+def bucket_manifest(bucket: Bucket, latent_shape: tuple, shards: list[ShardInfo],
                     output: str) -> BucketManifest:
     counts = {"train": 0, "val": 0}
     for s in shards:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from videomar.artifacts import storage
+from videomar.artifacts.bucket import Bucket
 
 SCHEMA_VERSION = 1
 SHARD_DIR = "buckets"
@@ -29,16 +30,11 @@ METADATA_COLUMNS = ("key", "source", "caption", "clip_index", "start_frame", "st
                     "height", "width", "split")
 
 
-def bucket_key(bucket: tuple[int, int, int]) -> str:
-    frames, height, width = bucket
-    return f"{frames}x{height}x{width}"
+def bucket_dir(output: str, bucket: Bucket) -> str:
+    return storage.join(output, SHARD_DIR, Bucket.of(bucket).key)
 
 
-def bucket_dir(output: str, bucket: tuple[int, int, int]) -> str:
-    return storage.join(output, SHARD_DIR, bucket_key(bucket))
-
-
-def content_key(identity: str, source: str, bucket: tuple[int, int, int], start: int, stride: int,
+def content_key(identity: str, source: str, bucket: Bucket, start: int, stride: int,
                 vae_id: str) -> str:
     """The hash that names one encoded clip: same file, clip parameters and VAE -> same key."""
     text = json.dumps([SCHEMA_VERSION, source, identity, list(bucket), start, stride, vae_id])
@@ -56,7 +52,7 @@ def split_of(name: str, val_fraction: float) -> str:
 class ShardInfo:
     uri: str
     vae_id: str
-    bucket: tuple[int, int, int]
+    bucket: Bucket
     latent_shape: tuple[int, int, int, int]
     counts: dict[str, int]
     channel_sum: list[float]
@@ -69,7 +65,7 @@ class ShardInfo:
                 "channel_sumsq": self.channel_sumsq, "channel_n": self.channel_n}
 
 
-def write_shard(output: str, bucket: tuple[int, int, int], vae_id: str, rows: dict[str, list],
+def write_shard(output: str, bucket: Bucket, vae_id: str, rows: dict[str, list],
                 mean: np.ndarray, logvar: np.ndarray) -> ShardInfo:
     """Write one shard of ``len(rows['key'])`` clips; mean/logvar are float32 [N, C, T', H', W']."""
     import pyarrow as pa
@@ -98,7 +94,7 @@ def write_shard(output: str, bucket: tuple[int, int, int], vae_id: str, rows: di
     return info
 
 
-def shard_uris(output: str, bucket: tuple[int, int, int]) -> list[str]:
+def shard_uris(output: str, bucket: Bucket) -> list[str]:
     return [u for u in storage.list_dir(bucket_dir(output, bucket)) if u.endswith(".parquet")]
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from videomar.artifacts.bucket import Bucket
+
 
 class ClipError(ValueError):
     """A video cannot give the clip asked for (unreadable, or too short)."""
@@ -160,7 +162,7 @@ def to_model_pixels(clip: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(3, 0, 1, 2))
 
 
-def read_clip(source: str, clip_index: int, bucket: tuple[int, int, int], stride: int = 1,
+def read_clip(source: str, clip_index: int, bucket: Bucket, stride: int = 1,
               start: int | None = None) -> np.ndarray:
     """The pixels the precompute encoded for one shard row: float32 [3, T, H, W] in [-1, 1].
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from videomar.artifacts import storage
+from videomar.artifacts.bucket import Bucket
 from videomar.artifacts.manifest import BucketManifest, DatasetManifest, load_manifest
 from videomar.artifacts.shards import LATENT_COLUMNS, read_shard_info
 
 SPLITS = ("train", "val", "all")
 
 
-def read_bucket(manifest_uri: str, bucket: tuple[int, int, int], split: str = "train"):
+def read_bucket(manifest_uri: str, bucket: Bucket, split: str = "train"):
     """The clips of ``bucket`` (frames, height, width) in ``split`` as a ray.data.Dataset."""
     import ray.data
 
@@ -36,7 +37,7 @@ def read_bucket(manifest_uri: str, bucket: tuple[int, int, int], split: str = "t
                                                                          "split": split})
 
 
-def find_bucket(manifest: DatasetManifest, bucket: tuple[int, int, int], manifest_uri: str) -> BucketManifest:
+def find_bucket(manifest: DatasetManifest, bucket: Bucket, manifest_uri: str) -> BucketManifest:
     entry = manifest.bucket(tuple(int(v) for v in bucket))  # type: ignore[arg-type]
     if entry is None:
         have = ", ".join(b.key for b in manifest.buckets) or "none"

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
+from videomar.artifacts.bucket import Bucket
 from videomar.data_pipelines import clips as clip_ops
 from videomar.data_pipelines.encode import CLIP
 from videomar.data_pipelines.errors import InputError
@@ -23,7 +24,7 @@ SKIP, ERROR, WRITTEN = "skip", "error", "written"
 
 @dataclass(frozen=True)
 class ClipParams:
-    buckets: tuple[tuple[int, int, int], ...]  # (frames, height, width) in pixels
+    buckets: tuple[Bucket, ...]  # (frames, height, width) in pixels
     stride: int = 1
     target_fps: float | None = None  # when set, the stride is chosen per video to approach it
     max_clips: int | None = None  # per video and bucket
@@ -82,7 +83,7 @@ def decode_source(source: dict, params: ClipParams, done: frozenset[str] = froze
 
 
 def write_batch(batch: dict[str, np.ndarray], output: str, vae_id: str,
-                latent_shapes: dict[tuple[int, int, int], tuple[int, int, int, int]]) -> dict[str, np.ndarray]:
+                latent_shapes: dict[Bucket, tuple[int, int, int, int]]) -> dict[str, np.ndarray]:
     """Write the encoded rows of a batch as one shard per bucket; the rows come back without their
     latents, marked ``written`` with their shard (other rows pass through)."""
     n = len(batch["status"])

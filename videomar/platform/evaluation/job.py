@@ -26,22 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from videomar.artifacts.bucket import Bucket
 from videomar.platform.evaluation import report
 from videomar.platform.evaluation.clips import combine_losses, combine_quality
 from videomar.platform.evaluation.sheet import sheet_png
-from videomar.platform.evaluation.workers import Bucket, LossWorker, QualityWorker, clip_key, run_pool, sheet_clips
+from videomar.platform.evaluation.workers import LossWorker, QualityWorker, clip_key, run_pool, sheet_clips
 from videomar.platform.specs.base import ResourcesSection
 from videomar.platform.specs.eval import EvalOptions
-
-
-def _bucket_tuple(bucket: Any) -> Bucket:
-    """A BucketSection, a {frames, height, width} dict (export config.json) or a 3-sequence."""
-    if isinstance(bucket, dict):
-        return (int(bucket["frames"]), int(bucket["height"]), int(bucket["width"]))
-    if hasattr(bucket, "frames"):
-        return (int(bucket.frames), int(bucket.height), int(bucket.width))
-    frames, height, width = bucket
-    return (int(frames), int(height), int(width))
 
 
 def evaluate_export(
@@ -71,7 +62,7 @@ def evaluate_export(
     resources = resources or ResourcesSection()
     started = time.monotonic()
     config = read_export_config(export_uri)
-    bucket = _bucket_tuple(bucket if bucket is not None else config["bucket"])
+    bucket = Bucket.of(bucket if bucket is not None else config["bucket"])
     held_out = read_bucket(manifest_uri, bucket, split="val")
     losses = run_pool(held_out.limit(options.loss_clips), LossWorker, (export_uri, options.model_dump()), options,
                       resources)

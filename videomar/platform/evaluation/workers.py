@@ -25,11 +25,11 @@ from videomar.platform.evaluation.clips import (
     continue_clips,
     motion_key,
 )
+from videomar.artifacts.bucket import Bucket
 from videomar.platform.specs.base import ResourcesSection
 from videomar.platform.specs.eval import EvalOptions
 from videomar.ray_env import gpus_per_worker
 
-Bucket = tuple[int, int, int]  # pixel (frames, height, width)
 # The output column with the contact-sheet frames: for the clips picked for the sheet, uint8
 # [2, T, H, W, 3] (generated, ground truth) in .npy bytes; b"" for the others. Bytes, because Ray
 # Data cannot put arrays of different shapes in one column across batches.

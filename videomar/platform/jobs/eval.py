@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from videomar.artifacts import storage
+from videomar.artifacts.bucket import Bucket
 from videomar.artifacts.manifest import load_manifest
 from videomar.errors import ConfigError
 from videomar.platform.specs.eval import EvalSpec as Spec
@@ -21,11 +22,10 @@ def preflight(spec: Spec) -> None:
     if not storage.exists(manifest_uri):
         raise ConfigError(f"data.manifest: {manifest_uri} does not exist; run the precompute job first")
     manifest = load_manifest(manifest_uri)
-    b = spec.data.bucket or export.read_export_config(storage.absolute(spec.export))["bucket"]
-    shape = (b["frames"], b["height"], b["width"]) if isinstance(b, dict) else (b.frames, b.height, b.width)
+    shape = Bucket.of(spec.data.bucket or export.read_export_config(storage.absolute(spec.export))["bucket"])
     bucket = manifest.bucket(shape)
     if bucket is None:
-        raise ConfigError(f"data.bucket: {'x'.join(map(str, shape))} is not in {manifest_uri}; its buckets are: "
+        raise ConfigError(f"data.bucket: {shape.key} is not in {manifest_uri}; its buckets are: "
                           f"{', '.join(x.key for x in manifest.buckets) or 'none'}")
     if not bucket.counts.get("val"):
         raise ConfigError(f"data.manifest: bucket {bucket.key} of {manifest_uri} has no held-out (val) clips; "

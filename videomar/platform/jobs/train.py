@@ -52,8 +52,7 @@ def evaluate(spec: Spec, result: "StageResult") -> dict:
     # Ray Data's actor pool and the sampler load only when a stage asks for its eval.
     from videomar.platform.evaluation.job import evaluate_export
 
-    b = spec.data.bucket
-    found = evaluate_export(result.export_uri, result.manifest_uri, (b.frames, b.height, b.width),
+    found = evaluate_export(result.export_uri, result.manifest_uri, spec.data.bucket.shape,
                             options=spec.eval, run_id=result.run_id, tracking_uri=result.tracking_uri)
     shown = ", ".join(f"{k} {v:.3g}" for k, v in sorted(found["metrics"].items()) if isinstance(v, float))
     print(f"{spec.name}: eval on held-out clips: {shown}", flush=True)
@@ -138,7 +137,7 @@ def stage_data(plan: StagePlan) -> StageData:
     spec = plan.spec
     b = spec.data.bucket
     try:
-        data = load_stage_data(plan.dataset.manifest_uri, (b.frames, b.height, b.width), spec.data.split,
+        data = load_stage_data(plan.dataset.manifest_uri, b.shape, spec.data.split,
                                spec.data.memory_mb)
         check_memory(data, spec.optim.batch_size)
     except ValueError as err:  # ConfigError included; a bad shard is a ValueError

@@ -6,6 +6,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from videomar.artifacts.bucket import Bucket
+
 AUTO = "auto"  # GPUs per worker: one when the cluster has GPUs, else none
 
 
@@ -94,5 +96,9 @@ class BucketSection(Section):
     width: int = Field(ge=8)
 
     @property
+    def shape(self) -> Bucket:
+        return Bucket.of(self)
+
+    @property
     def key(self) -> str:
-        return f"{self.frames}x{self.height}x{self.width}"
+        return self.shape.key

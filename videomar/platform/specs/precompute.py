@@ -59,7 +59,7 @@ class PrecomputeSpec(JobSpec):
         from videomar.data_pipelines.stages import ClipParams
 
         clips = ClipParams(
-            buckets=tuple((b.frames, b.height, b.width) for b in self.buckets), stride=self.clips.stride,
+            buckets=tuple(b.shape for b in self.buckets), stride=self.clips.stride,
             target_fps=self.clips.fps, max_clips=self.clips.max_per_video, val_fraction=self.val_fraction,
         )
         return PrecomputeConfig(

@@ -103,7 +103,7 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
         raise ConfigError(f"data.manifest: {manifest_uri} does not exist; run the precompute job first")
     manifest = load_manifest(manifest_uri)
     b = spec.data.bucket
-    bucket = manifest.bucket((b.frames, b.height, b.width))
+    bucket = manifest.bucket(b.shape)
     if bucket is None:
         have = ", ".join(x.key for x in manifest.buckets) or "none"
         raise ConfigError(

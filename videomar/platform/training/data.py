@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from videomar.artifacts.bucket import Bucket
 from videomar.errors import ConfigError
 from videomar.model.vae import sample_posterior
 from videomar.platform.training.epochs import Window, windows_from
@@ -68,7 +69,7 @@ class StageData:
         return 2 * 4 * math.prod(self.latent_shape) + CAPTION_BYTES
 
 
-def load_stage_data(manifest_uri: str, bucket: tuple[int, int, int], split: str, memory_mb: int) -> StageData:
+def load_stage_data(manifest_uri: str, bucket: Bucket, split: str, memory_mb: int) -> StageData:
     """Read the bucket's shard footers (refusing shards that differ from the manifest)."""
     from videomar.artifacts.manifest import load_manifest
     from videomar.data_pipelines.reader import check_shards, find_bucket, shard_locations
