@@ -207,7 +207,7 @@ def test_a_manifest_from_another_version_is_refused_naming_its_fields(tmp_path):
     uri = write_manifest(str(tmp_path), DatasetManifest(
         schema_version=1, vae_id="v", latent_scale=1.0, vae_uri=None, channel_mean=[0.0], channel_std=[1.0],
         errors=0, buckets=[BucketManifest(5, 32, 32, (16, 2, 4, 4), {"train": 1, "val": 0})]))
-    assert load_manifest(uri).buckets[0].key == "5x32x32"
+    assert load_manifest(uri).buckets[0].shape.key == "5x32x32"
     path = Path(uri)
     data = json.loads(path.read_text())
     data["text_embeddings"] = True

@@ -26,12 +26,9 @@ class BucketManifest:
     shards: list[str] = field(default_factory=list)  # paths relative to the manifest's folder
 
     @property
-    def bucket_shape(self) -> Bucket:
+    def shape(self) -> Bucket:
+        """The bucket's pixel shape (latent_shape is its latents')."""
         return Bucket.of(self)
-
-    @property
-    def key(self) -> str:
-        return self.bucket_shape.key
 
     @property
     def clips(self) -> int:
@@ -53,7 +50,7 @@ class DatasetManifest:
     def bucket(self, shape: Bucket) -> BucketManifest | None:
         frames, height, width = (int(v) for v in shape)
         for b in self.buckets:
-            if b.bucket_shape == (frames, height, width):
+            if b.shape == (frames, height, width):
                 return b
         return None
 

@@ -29,7 +29,7 @@ def read_bucket(manifest_uri: str, bucket: Bucket, split: str = "train"):
     uris = shard_locations(manifest_uri, entry)
     check_shards(uris, manifest, entry)
     if not uris:
-        raise ValueError(f"{manifest_uri}: bucket {entry.key} has no shards")
+        raise ValueError(f"{manifest_uri}: bucket {entry.shape.key} has no shards")
     fs, _ = storage.filesystem(uris[0])
     paths = [storage.filesystem(u)[1] for u in uris]
     ds = ray.data.read_parquet(paths, filesystem=fs)
@@ -40,7 +40,7 @@ def read_bucket(manifest_uri: str, bucket: Bucket, split: str = "train"):
 def find_bucket(manifest: DatasetManifest, bucket: Bucket, manifest_uri: str) -> BucketManifest:
     entry = manifest.bucket(tuple(int(v) for v in bucket))  # type: ignore[arg-type]
     if entry is None:
-        have = ", ".join(b.key for b in manifest.buckets) or "none"
+        have = ", ".join(b.shape.key for b in manifest.buckets) or "none"
         frames, height, width = bucket
         raise ValueError(f"{manifest_uri}: no bucket {frames}x{height}x{width} (frames x height x width); "
                          f"its buckets are: {have}")
@@ -61,7 +61,7 @@ def check_shards(uris: list[str], manifest: DatasetManifest, entry: BucketManife
         if info.vae_id != manifest.vae_id:
             problems.append(f"VAE id {info.vae_id} (manifest: {manifest.vae_id})")
         if tuple(info.bucket) != want_bucket:
-            problems.append(f"bucket {'x'.join(map(str, info.bucket))} (stage: {entry.key})")
+            problems.append(f"bucket {'x'.join(map(str, info.bucket))} (stage: {entry.shape.key})")
         if tuple(info.latent_shape) != tuple(entry.latent_shape):
             problems.append(f"latent shape {list(info.latent_shape)} (manifest: {list(entry.latent_shape)})")
         if problems:

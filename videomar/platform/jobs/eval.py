@@ -26,9 +26,9 @@ def preflight(spec: Spec) -> None:
     bucket = manifest.bucket(shape)
     if bucket is None:
         raise ConfigError(f"data.bucket: {shape.key} is not in {manifest_uri}; its buckets are: "
-                          f"{', '.join(x.key for x in manifest.buckets) or 'none'}")
+                          f"{', '.join(x.shape.key for x in manifest.buckets) or 'none'}")
     if not bucket.counts.get("val"):
-        raise ConfigError(f"data.manifest: bucket {bucket.key} of {manifest_uri} has no held-out (val) clips; "
+        raise ConfigError(f"data.manifest: bucket {bucket.shape.key} of {manifest_uri} has no held-out (val) clips; "
                           f"precompute with val_fraction > 0")
 
 

@@ -98,7 +98,3 @@ class BucketSection(Section):
     @property
     def shape(self) -> Bucket:
         return Bucket.of(self)
-
-    @property
-    def key(self) -> str:
-        return self.shape.key

@@ -48,7 +48,7 @@ class PrecomputeSpec(JobSpec):
 
     @model_validator(mode="after")
     def _distinct_buckets(self) -> "PrecomputeSpec":
-        keys = [b.key for b in self.buckets]
+        keys = [b.shape.key for b in self.buckets]
         if len(set(keys)) != len(keys):
             raise ValueError(f"buckets: listed twice: {sorted({k for k in keys if keys.count(k) > 1})}")
         return self

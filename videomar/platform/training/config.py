@@ -87,11 +87,11 @@ def preflight(spec: TrainSpec) -> DatasetInfo:
             check_init_from(storage.absolute(spec.init_from.uri), spec, info)
         if spec.eval is not None and info.latent_shape[1] <= spec.eval.cond_frames:
             raise ConfigError(
-                f"eval: bucket {spec.data.bucket.key} has {info.latent_shape[1]} latent frame(s), but eval continues "
+                f"eval: bucket {spec.data.bucket.shape.key} has {info.latent_shape[1]} latent frame(s), but eval continues "
                 f"clips after eval.cond_frames={spec.eval.cond_frames}; remove eval for this stage (images have no "
                 f"next frame) or train on longer clips")
         if spec.eval is not None and info.val_clips == 0:
-            raise ConfigError(f"eval: bucket {spec.data.bucket.key} of {info.manifest_uri} has no held-out "
+            raise ConfigError(f"eval: bucket {spec.data.bucket.shape.key} of {info.manifest_uri} has no held-out "
                               f"(val) clips to evaluate on; precompute with val_fraction > 0, or remove eval")
     except (ConfigError, FileNotFoundError, ValueError) as err:
         raise SpecError(f"{where}: {err}") from None
@@ -105,9 +105,9 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
     b = spec.data.bucket
     bucket = manifest.bucket(b.shape)
     if bucket is None:
-        have = ", ".join(x.key for x in manifest.buckets) or "none"
+        have = ", ".join(x.shape.key for x in manifest.buckets) or "none"
         raise ConfigError(
-            f"data.bucket: {b.key} (frames x height x width) is not in {manifest_uri}; "
+            f"data.bucket: {b.shape.key} (frames x height x width) is not in {manifest_uri}; "
             f"its buckets are: {have}"
         )
     shape = tuple(int(v) for v in bucket.latent_shape)
@@ -122,7 +122,7 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
     clips = bucket_clips(bucket, spec.data.split)
     if clips < spec.resources.workers * spec.optim.batch_size:
         raise ConfigError(
-            f"data.bucket: {b.key} has {clips} {spec.data.split} clips, fewer than one batch for every "
+            f"data.bucket: {b.shape.key} has {clips} {spec.data.split} clips, fewer than one batch for every "
             f"worker (resources.workers={spec.resources.workers} x optim.batch_size={spec.optim.batch_size})"
         )
     return DatasetInfo(
