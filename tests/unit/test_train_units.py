@@ -183,10 +183,16 @@ def test_tracking_nests_stage_runs_under_one_curriculum_run_and_finds_them_again
                      str(tmp_path / "latents" / "manifest.json"), "digest-of-the-vae")
     StageLogger(target, a.run_id).log_metrics({"loss": 1.5}, step=1)
     close_stage(a, None, ok=True)
+    client = MlflowClient(target.tracking_uri)
+    # The UI opens the experiment on its runs; the curriculum's run ends with its latest stage.
+    assert client.get_experiment_by_name("units").tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_run(a.parent_id).info.status == "FINISHED"
     b = open_stage(target, "curr", "stage-b")
+    assert client.get_run(b.parent_id).info.status == "RUNNING"  # re-opened by the next stage
+    close_stage(b, None, ok=False)
+    assert client.get_run(b.parent_id).info.status == "FAILED"
     again = open_stage(target, "curr", "stage-a")
     assert a.parent_id == b.parent_id == again.parent_id and again.run_id == a.run_id and again.resumed
-    client = MlflowClient(target.tracking_uri)
     run = client.get_run(a.run_id)
     assert run.data.tags["mlflow.parentRunId"] == a.parent_id
     assert run.data.params == {"optim.base_lr": "0.1", "aws.secret_key": REDACTED}

@@ -24,6 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 TAG_CURRICULUM = "videomar.curriculum"
 TAG_STAGE = "videomar.stage"
 TAG_ROLE = "videomar.role"
+# MLflow 3's UI opens an experiment of this kind on its runs, one without a kind on GenAI traces.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 REDACTED = "***"
 # Keys whose values are secrets wherever they appear in a spec.
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|access_key|api_key|private)", re.I)
@@ -90,14 +93,19 @@ def _client(target: TrackingTarget):
 
 
 def experiment_id(target: TrackingTarget) -> str:
+    """The experiment's id, created if missing, marked as model training so MLflow 3's UI opens on
+    its runs (not on the GenAI overview of traces)."""
     client = _client(target)
     found = client.get_experiment_by_name(target.experiment)
     if found is not None:
+        if found.tags.get(TAG_EXPERIMENT_KIND) != EXPERIMENT_KIND:
+            client.set_experiment_tag(found.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND)
         return found.experiment_id
     if target.artifact_location:
         Path(target.artifact_location).mkdir(parents=True, exist_ok=True)
     try:
-        return client.create_experiment(target.experiment, artifact_location=target.artifact_location)
+        return client.create_experiment(target.experiment, artifact_location=target.artifact_location,
+                                        tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND})
     except Exception:
         # Another stage created it between our lookup and our create.
         found = client.get_experiment_by_name(target.experiment)
@@ -128,6 +136,8 @@ def open_stage(target: TrackingTarget, curriculum: str, stage: str) -> StageRuns
     parent = _find_run(client, exp_id, parent_tags)
     if parent is None:
         parent = client.create_run(exp_id, tags=parent_tags, run_name=curriculum).info.run_id
+    else:  # a later stage (or a re-run) re-opens the curriculum
+        client.update_run(parent, status="RUNNING")
     stage_tags = {TAG_CURRICULUM: curriculum, TAG_STAGE: stage, TAG_ROLE: "stage", "mlflow.parentRunId": parent}
     child = _find_run(client, exp_id, stage_tags)
     resumed = child is not None
@@ -168,7 +178,9 @@ def close_stage(runs: StageRuns, export_dir: str | None, ok: bool) -> None:
     client = _client(runs.target)
     if ok and export_dir:
         client.log_artifacts(runs.run_id, export_dir, artifact_path="export")
-    client.set_terminated(runs.run_id, status="FINISHED" if ok else "FAILED")
+    status = "FINISHED" if ok else "FAILED"
+    client.set_terminated(runs.run_id, status=status)
+    client.set_terminated(runs.parent_id, status=status)  # the curriculum's run: its latest stage's status
 
 
 class StageLogger:
