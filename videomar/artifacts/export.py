@@ -28,6 +28,9 @@ from safetensors.torch import save as save_safetensors
 from videomar.artifacts import storage
 from videomar.artifacts.layout import COMPLETE_MARKER, CONFIG_FILE, SPEC_FILE, VAE_DIR, WEIGHTS_FILE
 from videomar.errors import ConfigError
+from videomar.model.config import ModelConfig
+from videomar.model.vae import load_vae
+from videomar.model.videomar import build_model
 
 EXPORT_FORMAT = 1
 
@@ -98,9 +101,6 @@ def export_weights(uri: str, field: str = "export") -> dict[str, torch.Tensor]:
 
 def load_export(uri: str, device: str | torch.device = "cpu") -> Export:
     """Load a complete export: VideoMAR (eval mode, EMA weights) on ``device`` plus its VAE."""
-    from videomar.model.config import ModelConfig
-    from videomar.model.videomar import build_model
-
     config = read_export_config(uri)
     model = build_model(ModelConfig.from_dict(config["model"]))
     model.load_state_dict(export_weights(uri))
@@ -111,7 +111,6 @@ def load_export(uri: str, device: str | torch.device = "cpu") -> Export:
 def _load_vae(uri: str, config: dict[str, Any], device) -> Any:
     if not config.get("has_vae"):
         return None
-    from videomar.model.vae import load_vae
 
     vae_uri = storage.join(uri, VAE_DIR)
     if not storage.is_s3(vae_uri):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from videomar.artifacts import storage
 from videomar.artifacts.bucket import Bucket
 
 
@@ -66,8 +67,6 @@ def open_video(source: str | bytes):
     every failure to open comes out as a ClipError naming the source (EmptyVideo, UndecodableVideo)
     or FileNotFoundError when the file does not exist."""
     import decord
-
-    from videomar.artifacts import storage
 
     where = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     try:

@@ -10,6 +10,8 @@ from collections import defaultdict
 import numpy as np
 
 from videomar.artifacts import storage
+from videomar.data_pipelines.clips import to_model_pixels
+from videomar.model.vae import load_vae
 
 # Rows that carry a clip to encode; other rows (skipped clips, errors) pass through untouched.
 CLIP = "clip"
@@ -17,8 +19,6 @@ CLIP = "clip"
 
 def load_vae_from(uri: str):
     """A VideoVAE from an export directory, downloading it first when it lives in S3."""
-    from videomar.model.vae import load_vae
-
     if not storage.is_s3(uri):
         return load_vae(uri)
     with tempfile.TemporaryDirectory(prefix="videomar-vae-") as tmp:
@@ -34,8 +34,6 @@ def pick_device() -> str:
 
 def clip_pixels(batch: dict[str, np.ndarray], rows: list[int]) -> np.ndarray:
     """The uint8 clips of ``rows`` (all of one bucket) as float32 [B, 3, T, H, W] in [-1, 1]."""
-    from videomar.data_pipelines.clips import to_model_pixels
-
     shape = (int(batch["frames"][rows[0]]), int(batch["height"][rows[0]]), int(batch["width"][rows[0]]), 3)
     return np.stack([to_model_pixels(np.frombuffer(batch["pixels"][i], np.uint8).reshape(shape)) for i in rows])
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass
 
+from videomar.artifacts import storage
+
 ERRORS_FILE = "errors.parquet"
 STAGES = ("list", "decode", "encode", "write")
 
@@ -30,8 +32,6 @@ def write_errors(output: str, errors: list[InputError]) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from videomar.artifacts import storage
-
     columns = {name: pa.array([getattr(e, name) for e in errors], pa.string())
                for name in ("path", "stage", "error_class", "message")}
     buf = io.BytesIO()
@@ -44,8 +44,6 @@ def write_errors(output: str, errors: list[InputError]) -> str:
 def read_errors(output: str) -> list[InputError]:
     """The errors table of a dataset (empty when it has none)."""
     import pyarrow.parquet as pq
-
-    from videomar.artifacts import storage
 
     uri = storage.join(output, ERRORS_FILE)
     if not storage.exists(uri):

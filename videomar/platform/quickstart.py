@@ -20,6 +20,15 @@ from typing import Any, Callable
 
 import yaml
 
+from videomar.artifacts.export import load_export
+from videomar.artifacts.storage import write_bytes_atomic
+from videomar.data_pipelines.sample_data import write_sample_videos
+from videomar.platform.cli import main as cli
+from videomar.platform.evaluation import report
+from videomar.platform.jobs import execute
+from videomar.platform.jobs import merge, parse_spec
+from videomar.ray_env import ensure_ray
+
 JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs" / "quickstart"
 STAGES = ("vae.yaml", "precompute.yaml", "stage1.yaml", "stage2.yaml")
 OTHER_SPECS = ("eval.yaml", "generate.yaml", "serve.yaml")
@@ -67,8 +76,6 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
         specs = _write_specs(work, plan)
         with progress.step("sample videos of moving handwritten digits"):
             _sample_videos(work, plan)
-        from videomar.platform.jobs import execute
-        from videomar.ray_env import ensure_ray
 
         with progress.step("start an in-process Ray"):
             ensure_ray(num_cpus=max(4, os.cpu_count() or 1))
@@ -98,10 +105,6 @@ def _evaluate(work: Path, spec) -> dict[str, Any]:
     """Run the eval spec and write its quality summary to <work>/quality.json."""
     import json
 
-    from videomar.artifacts.storage import write_bytes_atomic
-    from videomar.platform.evaluation import report
-    from videomar.platform.jobs import execute
-
     if execute(spec) != 0:
         raise QuickstartError("eval.yaml failed")
     quality = report.quality_figures(report.read_eval_json(spec.export))
@@ -120,8 +123,6 @@ def _print_quality(quality: dict[str, Any], out: Callable[[str], None]) -> None:
 
 def _write_specs(work: Path, plan: Plan) -> dict:
     """Copy the quickstart specs into the work dir (with --small overrides) and validate them."""
-    from videomar.platform.jobs import merge, parse_spec
-
     specs = {}
     for name in STAGES + OTHER_SPECS:
         source = JOBS_DIR / name
@@ -135,8 +136,6 @@ def _write_specs(work: Path, plan: Plan) -> dict:
 
 
 def _sample_videos(work: Path, plan: Plan) -> None:
-    from videomar.data_pipelines.sample_data import write_sample_videos
-
     write_sample_videos(work / "sample", plan.videos, seed=0, frames=SAMPLE_FRAMES)
     write_sample_videos(work / "heldout", 1, seed=HELD_OUT_SEED, frames=SAMPLE_FRAMES)
 
@@ -154,9 +153,6 @@ def _held_out_frame(work: Path, size: tuple[int, int]) -> Path:
 
 
 def _generate(work: Path, plan: Plan) -> dict[str, Path]:
-    from videomar.platform.cli import main as cli
-    from videomar.artifacts.export import load_export
-
     export_uri = str(work / "runs" / "quickstart-stage2" / "export")
     bucket = load_export(export_uri).config["bucket"]
     image = _held_out_frame(work, (bucket["height"], bucket["width"]))

@@ -8,6 +8,7 @@ the RayService's ``http_options``, not from the spec.
 
 from videomar.errors import SpecError
 from videomar.platform.jobs import load_spec
+from videomar.platform.serving.app import build_app
 
 
 def app(args: dict):
@@ -17,6 +18,5 @@ def app(args: dict):
     spec = load_spec(spec_path)
     if spec.kind != "serve":
         raise SpecError(f"{spec_path}: kind: a RayService needs a 'serve' spec, got {spec.kind!r}")
-    from videomar.platform.serving.app import build_app
 
     return build_app(spec)

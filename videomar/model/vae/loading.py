@@ -7,11 +7,12 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from videomar.errors import ConfigError
 from videomar.artifacts.layout import CONFIG_FILE, WEIGHTS_FILE
+from videomar.errors import ConfigError
 from videomar.model.vae.base import VideoVAE
 from videomar.model.vae.causal import CausalVideoVAE
 from videomar.model.vae.config import CONFIG_FORMAT, VAEConfig
+from videomar.model.vae.diffusers_vae import DiffusersFrameVAE
 
 
 def load_vae(directory: str | Path) -> VideoVAE:
@@ -29,8 +30,6 @@ def load_vae(directory: str | Path) -> VideoVAE:
     if config.get("format") == CONFIG_FORMAT:
         vae: VideoVAE = load_causal(root, config)
     elif config.get("_class_name") == "AutoencoderKL":
-        from videomar.model.vae.diffusers_vae import DiffusersFrameVAE
-
         vae = DiffusersFrameVAE.from_directory(root)
     else:
         raise ConfigError(

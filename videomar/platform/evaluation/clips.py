@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from videomar.model.rng import SEED_STRIDE
+from videomar.model.sampler import generate, progressive_temperature
 from videomar.platform.evaluation import consistency
 from videomar.platform.evaluation import digits as digit_measures
 from videomar.platform.evaluation.frechet import frechet_distance_features
@@ -65,8 +66,6 @@ def continue_clips(model, vae, latents: torch.Tensor, captions: list[str], scale
     sampler, each with its own random stream seeded from its key (so a clip's continuation does
     not depend on its batch). latents [B, C, T', H', W'] (scaled) -> decoded pixels
     [B, 3, T, H, W] in [-1, 1], the condition frames included."""
-    from videomar.model.sampler import generate, progressive_temperature
-
     frames = latents.shape[2]
     if not 0 < cond_frames < frames:
         raise ValueError(f"cond_frames={cond_frames} must be in [1, {frames - 1}] for clips of {frames} latent frames")

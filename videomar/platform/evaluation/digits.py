@@ -31,6 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from videomar.artifacts.storage import write_bytes_atomic
+from videomar.data_pipelines.clips import resize_crop
+from videomar.data_pipelines.sample_data import DEFAULT_SIZE, Digit, SampleVideo, digit_images, render
+
 
 # Side of the square every digit crop is resized to before classifying.
 NORM_SIZE = 16
@@ -123,9 +127,6 @@ def _training_frames(seed: int) -> tuple[list[torch.Tensor], np.ndarray]:
     """Every ``load_digits`` image drawn once per side in ``TRAIN_SIDE_FRACTIONS`` at a random place
     on a sample-video canvas, then shrunk by each of ``TRAIN_SHRINKS`` the way the precompute
     resizes frames: (per shrink, brightness [N, h, w] in [0, 1]; labels [N])."""
-    from videomar.data_pipelines.clips import resize_crop
-    from videomar.data_pipelines.sample_data import DEFAULT_SIZE, Digit, SampleVideo, digit_images, render
-
     images, labels = digit_images()
     rng = np.random.default_rng(seed)
     drawn, targets = [], []
@@ -207,8 +208,6 @@ class DigitClassifier:
 
     def save(self, path: Path) -> None:
         """Atomic: readers see either no file or the whole one."""
-        from videomar.artifacts.storage import write_bytes_atomic
-
         buf = io.BytesIO()
         layers = {f"weight{i}": w.numpy() for i, w in enumerate(self.weights)}
         layers.update({f"bias{i}": b.numpy() for i, b in enumerate(self.biases)})

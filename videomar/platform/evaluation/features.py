@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from videomar.artifacts import storage
+
 BUILTIN = "builtin"
 
 
@@ -95,8 +97,6 @@ class TorchScriptExtractor:
     """
 
     def __init__(self, source: str, size: int | None = None, call_kwargs: dict[str, Any] | None = None):
-        from videomar.artifacts import storage
-
         try:
             blob = storage.read_bytes(source)
         except (FileNotFoundError, OSError) as err:

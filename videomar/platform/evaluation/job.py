@@ -26,13 +26,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from videomar.artifacts import storage
 from videomar.artifacts.bucket import Bucket
+from videomar.artifacts.export import read_export_config
+from videomar.artifacts.layout import SPEC_FILE
+from videomar.data_pipelines.reader import read_bucket
 from videomar.platform.evaluation import report
 from videomar.platform.evaluation.clips import combine_losses, combine_quality
 from videomar.platform.evaluation.sheet import sheet_png
 from videomar.platform.evaluation.workers import LossWorker, QualityWorker, clip_key, run_pool, sheet_clips
 from videomar.platform.specs.base import ResourcesSection
 from videomar.platform.specs.eval import EvalOptions
+from videomar.platform.tracking import TAG_ROLE, TAG_STAGE, experiment_id, resolve_target
 
 
 def evaluate_export(
@@ -55,9 +60,6 @@ def evaluate_export(
     ``bucket``, ``metrics`` (flat name -> float, NaN where undefined), ``val_loss_by_frame``,
     ``feature_extractor`` and ``contact_sheet`` (its URI, None when ``sheet_videos`` is 0).
     """
-    from videomar.data_pipelines.reader import read_bucket
-    from videomar.artifacts.export import read_export_config
-
     options = options or EvalOptions()
     resources = resources or ResourcesSection()
     started = time.monotonic()
@@ -125,9 +127,6 @@ def contact_sheet(quality: dict[str, Any]) -> bytes | None:
 def _export_spec(export_uri: str) -> dict[str, Any]:
     import yaml
 
-    from videomar.artifacts import storage
-    from videomar.artifacts.layout import SPEC_FILE
-
     uri = storage.join(export_uri, SPEC_FILE)
     return yaml.safe_load(storage.read_bytes(uri)) if storage.exists(uri) else {}
 
@@ -169,9 +168,6 @@ def stage_run(spec, stage: str) -> tuple[str, str, bool]:
     uses by default: ``<storage>/mlflow.db`` for an export at ``<storage>/<stage>/export``.
     """
     from mlflow.tracking import MlflowClient
-
-    from videomar.artifacts import storage
-    from videomar.platform.tracking import TAG_ROLE, TAG_STAGE, experiment_id, resolve_target
 
     workdir = "runs" if storage.is_s3(spec.export) else str(Path(spec.export).resolve().parent.parent)
     target = resolve_target(spec.mlflow.tracking_uri, spec.mlflow.experiment, workdir)

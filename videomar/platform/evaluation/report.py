@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from videomar.artifacts import storage
 from videomar.platform.evaluation.clips import CONTINUATION_KEYS, motion_key
 from videomar.platform.specs.eval import MOTION_COND_FRAMES
 
@@ -69,8 +70,6 @@ def _finite_or_none(value: Any) -> Any:
 
 def write_eval_json(export_uri: str, result: dict[str, Any]) -> str:
     """Write ``result`` as ``<export>/eval.json`` (atomically; NaN and inf become null)."""
-    from videomar.artifacts import storage
-
     uri = storage.join(export_uri, EVAL_JSON)
     text = json.dumps(_finite_or_none(result), indent=2, sort_keys=True, allow_nan=False)
     storage.write_bytes_atomic(uri, text.encode())
@@ -79,8 +78,6 @@ def write_eval_json(export_uri: str, result: dict[str, Any]) -> str:
 
 def write_sheet(export_uri: str, png: bytes) -> str:
     """Write the contact sheet as ``<export>/eval_sheet.png`` (atomically); returns its URI."""
-    from videomar.artifacts import storage
-
     uri = storage.join(export_uri, SHEET_NAME)
     storage.write_bytes_atomic(uri, png)
     return uri
@@ -88,8 +85,6 @@ def write_sheet(export_uri: str, png: bytes) -> str:
 
 def read_eval_json(export_uri: str) -> dict[str, Any] | None:
     """The eval result stored next to an export, or None if it has not been evaluated."""
-    from videomar.artifacts import storage
-
     uri = storage.join(export_uri, EVAL_JSON)
     if not storage.exists(uri):
         return None

@@ -29,6 +29,11 @@ from videomar.artifacts.bucket import Bucket
 from videomar.platform.specs.base import ResourcesSection
 from videomar.platform.specs.eval import EvalOptions
 from videomar.ray_env import gpus_per_worker
+from videomar.artifacts.export import load_export
+from videomar.artifacts.media import to_uint8_frames
+from videomar.data_pipelines.clips import read_clip
+from videomar.platform.evaluation.digits import load_digit_classifier
+from videomar.platform.evaluation.features import load_feature_extractor
 
 # The output column with the contact-sheet frames: for the clips picked for the sheet, uint8
 # [2, T, H, W, 3] (generated, ground truth) in .npy bytes; b"" for the others. Bytes, because Ray
@@ -51,8 +56,6 @@ def clip_keys(batch: dict[str, np.ndarray]) -> list[str]:
 
 class _ExportWorker:
     def __init__(self, export_uri: str, options: dict[str, Any]):
-        from videomar.artifacts.export import load_export
-
         self.options = EvalOptions.model_validate(options)
         self.export = load_export(export_uri, device=device())
         self.device = next(self.export.model.parameters()).device
@@ -76,8 +79,6 @@ class QualityWorker(_ExportWorker):
     def __init__(self, export_uri: str, options: dict[str, Any], bucket: Bucket,
                  sheet_keys: tuple[str, ...] | list[str] = ()):
         super().__init__(export_uri, options)
-        from videomar.platform.evaluation.digits import load_digit_classifier
-        from videomar.platform.evaluation.features import load_feature_extractor
 
         if self.export.vae is None:
             raise ValueError(f"export {export_uri} holds no VAE (vae/); pixel metrics need one")
@@ -125,8 +126,6 @@ class QualityWorker(_ExportWorker):
 
     def sheet_frames(self, keys: list[str], generated: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
         """The ``SHEET_COLUMN`` of a batch: one entry per clip."""
-        from videomar.artifacts.media import to_uint8_frames
-
         out = []
         for i, key in enumerate(keys):
             buf = io.BytesIO()
@@ -146,8 +145,6 @@ def ground_truth_pixels(batch: dict[str, np.ndarray], bucket: Bucket) -> torch.T
     """The source pixels of each clip in the batch, decoded, resized and cropped exactly as the
     precompute did before encoding: [B, 3, T, H, W] in [-1, 1]. Uses the rows' ``start_frame``
     and ``stride`` when the dataset stores them."""
-    from videomar.data_pipelines.clips import read_clip
-
     n = len(batch["source"])
     starts = batch.get("start_frame", [None] * n)
     strides = batch.get("stride", [1] * n)

@@ -39,6 +39,7 @@ from videomar.platform.serving.requests import (
 )
 from videomar.platform.specs.serve import Limits, SamplerDefaults, ServeSpec
 from videomar.ray_env import gpus_per_worker
+from videomar.artifacts.export import check_complete
 
 FRAMES_UNIT = "pixel frames of the output video; the condition image is frame 0 and counts"
 IMAGE_SIZE_POLICY = (
@@ -211,8 +212,6 @@ class Api:
 def build_app(spec: ServeSpec, token: TokenCheck | None = None):
     """The Serve application for ``spec`` (Ray must be connected). ``token`` defaults to the one
     the spec's auth section configures. Refuses an incomplete export (ConfigError naming it)."""
-    from videomar.artifacts.export import check_complete
-
     check_complete(storage.absolute(spec.export), "export")
     d, r = spec.deployment, spec.resources
     scaling = ({"autoscaling_config": d.autoscaling.model_dump()} if d.autoscaling

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from videomar.artifacts.export import load_export
 from videomar.artifacts.media import decode_latents, to_uint8_frames
 from videomar.model.sampler import generate, progressive_temperature
 
@@ -76,8 +77,6 @@ class Engine:
 
     @classmethod
     def load(cls, uri: str, device: str | torch.device | None = None) -> "Engine":
-        from videomar.artifacts.export import load_export
-
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         export = load_export(uri, device=device)
         return cls(export.model, export.vae, export.config)

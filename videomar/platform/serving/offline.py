@@ -17,8 +17,9 @@ from typing import Any
 import pydantic
 
 from videomar.artifacts import storage
-from videomar.errors import ConfigError
+from videomar.artifacts.export import check_complete
 from videomar.artifacts.media import mp4_bytes
+from videomar.errors import ConfigError
 from videomar.platform.serving.engine import Engine, Job
 from videomar.platform.serving.requests import image_from_bytes
 from videomar.platform.specs.generate import GenerateSpec, InputLine
@@ -123,8 +124,6 @@ class GenerateActor:
 
 def check_inputs(spec: GenerateSpec) -> list[dict[str, Any]]:
     """The generate job's preflight: a complete export and valid inputs; the resolved rows."""
-    from videomar.artifacts.export import check_complete
-
     check_complete(storage.absolute(spec.export), "export")
     return read_inputs(spec)
 

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from videomar.artifacts import storage
 from videomar.errors import ConfigError
+from videomar.platform.training.engine import MODEL_PREFIX
 
 DS_DIR = "deepspeed"
 DS_TAG = "state"
@@ -97,6 +98,5 @@ def _consolidated_weights(ds_dir: Path) -> dict[str, torch.Tensor]:
     else:
         state = torch.load(Path(ds_dir, DS_TAG, "mp_rank_00_model_states.pt"), map_location="cpu",
                            weights_only=False)["module"]
-    from videomar.platform.training.engine import MODEL_PREFIX
 
     return {k.removeprefix(MODEL_PREFIX): v.detach().float() for k, v in state.items()}

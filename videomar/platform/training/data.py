@@ -26,7 +26,12 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from videomar.artifacts import storage
 from videomar.artifacts.bucket import Bucket
+from videomar.artifacts.manifest import load_manifest
+from videomar.artifacts.shards import read_shard_info
+from videomar.data_pipelines.reader import check_shards, find_bucket, shard_locations
+from videomar.data_pipelines.reader import unflatten
 from videomar.errors import ConfigError
 from videomar.model.vae import sample_posterior
 from videomar.platform.training.epochs import Window, windows_from
@@ -71,10 +76,6 @@ class StageData:
 
 def load_stage_data(manifest_uri: str, bucket: Bucket, split: str, memory_mb: int) -> StageData:
     """Read the bucket's shard footers (refusing shards that differ from the manifest)."""
-    from videomar.artifacts.manifest import load_manifest
-    from videomar.data_pipelines.reader import check_shards, find_bucket, shard_locations
-    from videomar.artifacts.shards import read_shard_info
-
     manifest = load_manifest(manifest_uri)
     entry = find_bucket(manifest, bucket, manifest_uri)
     uris = shard_locations(manifest_uri, entry)
@@ -163,9 +164,6 @@ class Clips:
 def read_piece(piece: Piece, data: StageData) -> Clips:
     """A piece's clips from storage (the whole shard is read: shards are small, one row group)."""
     import pyarrow.parquet as pq
-
-    from videomar.artifacts import storage
-    from videomar.data_pipelines.reader import unflatten
 
     fs, path = storage.filesystem(piece.uri)
     with fs.open_input_file(path) as f:

@@ -20,14 +20,17 @@ from typing import Any
 
 import torch
 
+from videomar.model.videomar import build_model
+from videomar.platform.tracking import StageLogger
 from videomar.platform.training import checkpoint
 from videomar.platform.training.checkpoint import TrainState
 from videomar.platform.training.config import StagePlan
 from videomar.platform.training.core import after_step, stream_seed
 from videomar.platform.training.data import RankStream, draw_latents, rank_data
 from videomar.platform.training.ema import EMA
+from videomar.platform.training.ema import gathered
 from videomar.platform.training.engine import build_engine
-from videomar.platform.tracking import StageLogger
+from videomar.platform.training.samples import StageSampler
 
 
 
@@ -93,8 +96,6 @@ def _worker_env() -> WorkerEnv:
 
 def _build(plan: StagePlan, init: dict | None, device: torch.device) -> Trainee:
     """Same seed on every rank, so every rank starts from the same weights; then init_from."""
-    from videomar.model.videomar import build_model
-
     torch.manual_seed(plan.spec.seed)
     model = build_model(plan.spec.model.build())
     if init is not None and "weights" in init:
@@ -259,8 +260,6 @@ def _peak_memory(device: torch.device) -> int:
 
 
 def _full_state(model) -> dict[str, torch.Tensor]:
-    from videomar.platform.training.ema import gathered
-
     with gathered(model):
         return {k: v.detach().to("cpu", torch.float32).clone() for k, v in model.named_parameters()}
 
@@ -271,8 +270,6 @@ def checksum(state: dict[str, torch.Tensor]) -> float:
 
 
 def _sampler(plan: StagePlan, env: WorkerEnv):
-    from videomar.platform.training.samples import StageSampler
-
     if plan.spec.samples.count == 0:
         return None
     return StageSampler(plan, env.device, tmp_root=os.environ.get("TMPDIR"))

@@ -13,6 +13,11 @@ from pathlib import Path
 import torch
 
 from videomar.artifacts import storage
+from videomar.artifacts.media import decode_latents
+from videomar.artifacts.media import to_uint8_frames, write_gif, write_mp4
+from videomar.model.sampler import generate
+from videomar.model.vae import load_vae
+from videomar.model.videomar import build_model
 from videomar.platform.training.config import StagePlan
 from videomar.platform.training.data import Batch
 
@@ -38,8 +43,6 @@ class StageSampler:
 
     def vae(self):
         if self._vae is None:
-            from videomar.model.vae import load_vae
-
             uri = self.plan.dataset.vae_uri
             if storage.is_s3(uri):
                 local = tempfile.mkdtemp(prefix="videomar-vae-", dir=self.out_dir)
@@ -51,10 +54,6 @@ class StageSampler:
     @torch.no_grad()
     def sample(self, ema, step: int, logger) -> list[Path]:
         """Generate, decode and write the sample videos for ``step``; log them when a logger is given."""
-        from videomar.artifacts.media import decode_latents
-        from videomar.model.sampler import generate
-        from videomar.model.videomar import build_model
-
         if self.cond is None:
             return []
         spec = self.plan.spec
@@ -75,8 +74,6 @@ class StageSampler:
         return paths
 
     def _write(self, video: torch.Tensor, step: int, index: int) -> Path:
-        from videomar.artifacts.media import to_uint8_frames, write_gif, write_mp4
-
         fmt = self.plan.spec.samples.format
         path = self.out_dir / f"step{step:08d}_{index}.{fmt}"
         write = write_gif if fmt == "gif" else write_mp4

@@ -27,9 +27,11 @@ from videomar.artifacts.layout import WEIGHTS_FILE
 from videomar.artifacts.vae_export import write_vae_export
 from videomar.model.vae import CausalVideoVAE, VAEConfig
 from videomar.platform.specs.train_vae import TrainVAESpec
+from videomar.platform.tracking import experiment_id, flatten, redact, resolve_target
 from videomar.platform.training import core
 from videomar.platform.training.core import StepHook
 from videomar.platform.training.vae_clips import latent_scale, load_clips, reconstruction_psnr
+from videomar.platform.training.vae_loop import train_worker
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,6 @@ def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
     import ray
     from safetensors.torch import load_file
 
-    from videomar.platform.training.vae_loop import train_worker
-
     with tempfile.TemporaryDirectory(prefix="videomar-train-vae-") as scratch:
         where = storage.absolute(spec.storage) if spec.storage else scratch
         place = core.RunPlace(name=f"{spec.name}-{uuid.uuid4().hex[:8]}", storage=where,
@@ -101,8 +101,6 @@ def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
 def log_to_mlflow(spec: TrainVAESpec, result: VAEResult) -> None:
     """One MLflow run: the spec as params (secrets redacted), PSNR, scale, the export as artifacts."""
     import mlflow
-
-    from videomar.platform.tracking import experiment_id, flatten, redact, resolve_target
 
     target = resolve_target(spec.mlflow.tracking_uri, spec.mlflow.experiment, os.getcwd())
     client = mlflow.MlflowClient(tracking_uri=target.tracking_uri)

@@ -9,6 +9,10 @@ import numpy as np
 import torch
 
 from videomar.artifacts import storage
+from videomar.data_pipelines.clips import ClipError
+from videomar.data_pipelines.clips import clip_starts, decode_clip, open_video
+from videomar.data_pipelines.clips import to_model_pixels
+from videomar.data_pipelines.sources import list_sources
 from videomar.errors import ConfigError
 from videomar.model.pixels import psnr_db
 from videomar.model.vae import VideoVAE
@@ -27,8 +31,6 @@ class ClipSet:
 def list_videos(source: str) -> list:
     """The VideoSources named by ``source`` (folder, s3:// prefix or CSV/JSONL/Parquet
     manifest, as the precompute reads them); ConfigError names the source when it cannot."""
-    from videomar.data_pipelines.sources import list_sources
-
     try:
         videos = list_sources(source)
     except (OSError, ValueError) as err:
@@ -41,8 +43,6 @@ def list_videos(source: str) -> list:
 def load_clips(spec: TrainVAESpec) -> ClipSet:
     """Decode up to ``clips_per_video`` clips of every video; unreadable or short videos are
     skipped with their reason. ConfigError when no clip at all could be read."""
-    from videomar.data_pipelines.clips import ClipError
-
     d = spec.data
     videos = list_videos(spec.source)[: d.max_videos]
     clips, skipped, used = [], [], 0
@@ -64,8 +64,6 @@ def load_clips(spec: TrainVAESpec) -> ClipSet:
 
 def video_clips(video, spec: TrainVAESpec) -> list[np.ndarray]:
     """uint8 [T, H, W, 3] clips (resized and centre cropped) of one VideoSource, within its bounds."""
-    from videomar.data_pipelines.clips import clip_starts, decode_clip, open_video
-
     d = spec.data
     reader = open_video(video.uri)
     end = len(reader) if video.end is None else min(video.end, len(reader))
@@ -75,8 +73,6 @@ def video_clips(video, spec: TrainVAESpec) -> list[np.ndarray]:
 
 def model_pixels(frames: np.ndarray) -> torch.Tensor:
     """uint8 [n, T, H, W, 3] clips -> float32 [n, 3, T, H, W] in [-1, 1] (the VAE's input)."""
-    from videomar.data_pipelines.clips import to_model_pixels
-
     return torch.from_numpy(np.stack([to_model_pixels(clip) for clip in frames]))
 
 
