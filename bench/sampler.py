@@ -6,7 +6,7 @@ same model, inputs and seed in one process.
 
 The default is the tiny preset on 32x32 latent frames (1024 tokens per frame), batch 1, without
 guidance (cfg 1; guided sampling doubles every mode's work alike, and its equivalence is tested in
-tests/test_sampler.py): a size at which the backbone, not the per-token diffusion head, dominates
+tests/unit/test_sampler.py): a size at which the backbone, not the per-token diffusion head, dominates
 a spatial step. token_by_token needs 1024 steps per frame against 64, so the whole run takes
 about 20 minutes on a 2-core CPU. The last line printed is one JSON object.
 """
