@@ -201,7 +201,7 @@ def test_stop_stops_a_running_job(ray_head, tmp_path, capsys):
     spec = write_spec(tmp_path / "serve.yaml", {
         "kind": "serve", "name": "stop-me", "export": export,
         "http": {"host": "127.0.0.1", "port": free_port()},
-        "deployment": {"cpus_per_replica": 0.5, "gpus_per_replica": 0},
+        "resources": {"cpus_per_worker": 0.5, "gpus_per_worker": 0},
         "auth": {"token_env": None},
     })
     job_id = submit(capsys, ray_head, spec)
