@@ -30,7 +30,7 @@ SAMPLE_FRAMES = 24  # pixel frames per sample video; covers the longest bucket w
 class Plan:
     """What the quickstart runs; --small shrinks it for CI."""
 
-    videos: int = 24
+    videos: int = 200
     generate_frames: int = 9  # pixel frames of the final video, the condition frame included
     generate_steps: int = 8
     # Per spec file: nested keys to override in the YAML before it is validated.
@@ -42,8 +42,9 @@ SMALL = Plan(
     videos=8,
     overrides={
         "vae.yaml": {"train": {"steps": 30}},
-        "stage1.yaml": {"schedule": {"steps": 6}, "checkpoint": {"every": 6}},
-        "stage2.yaml": {"schedule": {"steps": 6}, "checkpoint": {"every": 6}},
+        "stage1.yaml": {"schedule": {"steps": 6, "warmup_steps": 2}, "checkpoint": {"every": 6}},
+        "stage2.yaml": {"schedule": {"steps": 6, "warmup_steps": 2}, "checkpoint": {"every": 6},
+                        "eval": {"videos": 2, "batch_size": 2}},
     },
 )
 
