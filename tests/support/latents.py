@@ -1,7 +1,7 @@
 """A small real latent dataset for tests: sample videos of moving digits, encoded by the
 precompute job (jobs/quickstart/precompute.yaml: Ray Data decode -> VAE actor pool -> Parquet
-shards + manifest) with the quickstart's VAE architecture (jobs/quickstart/vae.yaml: 16 latent
-channels, temporal compression 4, spatial 8), in the quickstart stages' buckets 5x32x32 and 9x32x32.
+shards + manifest) with a small VAE of fixed shape (16 latent channels, temporal compression 4,
+spatial 8), in the quickstart stages' buckets 5x32x32 and 9x32x32.
 
 The VAE is exported untrained: training it is the train-vae job's test, and these tests need
 real shards of the quickstart's shapes, not good latents.
@@ -29,12 +29,14 @@ class Latents:
 
 
 def quickstart_vae(directory: Path, seed: int = 0) -> str:
-    """Export an untrained VAE of the quickstart's architecture to ``directory``."""
+    """Export an untrained small VAE (16 channels, temporal 4, spatial 8) to ``directory``."""
     import torch
 
     from videomar.model.vae import CausalVideoVAE, VAEConfig
 
-    fields = yaml.safe_load((ROOT / "jobs/quickstart/vae.yaml").read_text())["vae"]
+    # Fixed here, not read from jobs/quickstart/vae.yaml: the tests' latent shapes depend on it.
+    fields = {"latent_channels": 16, "temporal_compression": 4, "spatial_compression": 8, "patch_size": 4,
+              "base_channels": 16, "max_channels": 32}
     torch.manual_seed(seed)
     CausalVideoVAE(VAEConfig(**fields)).export(str(directory))
     return str(directory)

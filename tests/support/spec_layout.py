@@ -14,6 +14,8 @@ from videomar.model.config import model_config
 
 VAE_ID = "spec-layout-vae"
 CLIPS = 1_000_000  # enough for the largest global batch of any spec
+# The quickstart VAE's latents (jobs/quickstart/vae.yaml): channels, temporal and spatial compression.
+QUICKSTART_LATENTS = {"channels": 8, "temporal": 1, "spatial": 4}
 
 
 def latent_shape(bucket: tuple[int, int, int], temporal: int, spatial: int, channels: int = 16) -> tuple:
@@ -21,22 +23,24 @@ def latent_shape(bucket: tuple[int, int, int], temporal: int, spatial: int, chan
     return (channels, (frames - 1) // temporal + 1, height // spatial, width // spatial)
 
 
-def dataset(root: str, buckets: list[tuple[int, int, int]], temporal: int, spatial: int, vae_uri: str) -> None:
+def dataset(root: str, buckets: list[tuple[int, int, int]], temporal: int, spatial: int, vae_uri: str,
+            channels: int = 16) -> None:
     """manifest.json under ``root`` with the buckets, many train and val clips each, no shards."""
-    entries = [BucketManifest(frames=b[0], height=b[1], width=b[2], latent_shape=latent_shape(b, temporal, spatial),
+    entries = [BucketManifest(frames=b[0], height=b[1], width=b[2],
+                              latent_shape=latent_shape(b, temporal, spatial, channels),
                               counts={"train": CLIPS, "val": CLIPS // 100}) for b in buckets]
     write_manifest(root, DatasetManifest(schema_version=SCHEMA_VERSION, vae_id=VAE_ID, latent_scale=0.5,
-                                         vae_uri=vae_uri, buckets=entries, channel_mean=[0.0] * 16,
-                                         channel_std=[1.0] * 16, errors=0, videos=1000))
+                                         vae_uri=vae_uri, buckets=entries, channel_mean=[0.0] * channels,
+                                         channel_std=[1.0] * channels, errors=0, videos=1000))
 
 
 def vae_export(uri: str) -> None:
     storage.write_bytes_atomic(storage.join(uri, CONFIG_FILE), b'{"format": "spec-layout"}')
 
 
-def stage_export(uri: str, preset: str, bucket: tuple[int, int, int]) -> None:
+def stage_export(uri: str, preset: str, bucket: tuple[int, int, int], **overrides) -> None:
     """A complete stage export as preflight sees it: config.json naming the model, then COMPLETE."""
-    config = {"format": 1, "model": model_config(preset).to_dict(), "preset": preset, "vae_id": VAE_ID,
+    config = {"format": 1, "model": model_config(preset, **overrides).to_dict(), "preset": preset, "vae_id": VAE_ID,
               "bucket": dict(zip(("frames", "height", "width"), bucket)), "has_vae": False}
     storage.write_bytes_atomic(storage.join(uri, CONFIG_FILE), json.dumps(config).encode())
     storage.write_bytes_atomic(storage.join(uri, COMPLETE_MARKER), b"")
@@ -46,9 +50,10 @@ def quickstart(work: str) -> None:
     """jobs/quickstart/*.yaml's relative paths, below ``work``."""
     storage.write_bytes_atomic(storage.join(work, "sample", "manifest.jsonl"), b'{"path": "videos/a.mp4"}\n')
     vae_export(storage.join(work, "vae"))
-    dataset(storage.join(work, "latents"), [(5, 32, 32), (9, 32, 32)], temporal=4, spatial=8, vae_uri="../vae")
+    dataset(storage.join(work, "latents"), [(5, 32, 32), (9, 32, 32)], vae_uri="../vae", **QUICKSTART_LATENTS)
     for stage, frames in (("quickstart-stage1", 5), ("quickstart-stage2", 9)):
-        stage_export(storage.join(work, "runs", stage, "export"), "tiny", (frames, 32, 32))
+        stage_export(storage.join(work, "runs", stage, "export"), "tiny", (frames, 32, 32),
+                     latent_channels=QUICKSTART_LATENTS["channels"])
 
 
 def paper(bucket_uri: str) -> None:

@@ -33,7 +33,8 @@ def test_preflight_refuses_what_would_fail_later_naming_the_field(work):
     stage1 = yaml.safe_load((ROOT / "jobs" / "quickstart" / "stage1.yaml").read_text())
     images = {**stage1, "data": {**stage1["data"], "bucket": {"frames": 1, "height": 32, "width": 32}},
               "eval": {"videos": 2}}
-    spec_layout.dataset(str(work / "latents"), [(1, 32, 32), (5, 32, 32)], temporal=4, spatial=8, vae_uri="../vae")
+    spec_layout.dataset(str(work / "latents"), [(1, 32, 32), (5, 32, 32)], vae_uri="../vae",
+                        **spec_layout.QUICKSTART_LATENTS)
     with pytest.raises(SpecError, match=r"eval: bucket 1x32x32 has 1 latent frame\(s\)"):
         jobs.preflight(jobs.parse_spec(images, "images.yaml"))
     (work / "runs" / "quickstart-stage2" / "export" / "COMPLETE").unlink()

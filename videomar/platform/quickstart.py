@@ -40,7 +40,7 @@ SAMPLE_FRAMES = 24  # pixel frames per sample video; covers the longest bucket w
 class Plan:
     """What the quickstart runs; --small shrinks it for CI."""
 
-    videos: int = 24
+    videos: int = 200
     generate_frames: int = 9  # pixel frames of the final video, the condition frame included
     generate_steps: int = 8
     # Per spec file: nested keys to override in the YAML before it is validated.
@@ -52,8 +52,8 @@ SMALL = Plan(
     videos=8,
     overrides={
         "vae.yaml": {"train": {"steps": 30}},
-        "stage1.yaml": {"schedule": {"steps": 6}, "checkpoint": {"every": 6}},
-        "stage2.yaml": {"schedule": {"steps": 6}, "checkpoint": {"every": 6}},
+        "stage1.yaml": {"schedule": {"steps": 6, "warmup_steps": 2}, "checkpoint": {"every": 6}},
+        "stage2.yaml": {"schedule": {"steps": 6, "warmup_steps": 2}, "checkpoint": {"every": 6}},
     },
 )
 
