@@ -109,6 +109,8 @@ def image_from_bytes(raw: bytes, field: str = "image", limits: Limits | None = N
                 raise RequestError(f"{field}: a {img.format} image; send PNG or JPEG")
             check_image_size(img.height, img.width, limits, multiple, field)
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except RequestError:  # a UserError, so a ValueError: ours, passed on as it is
+        raise
     except Image.DecompressionBombError:
         raise RequestError(f"{field}: too many pixels to decode") from None
     except UnidentifiedImageError:
