@@ -22,6 +22,7 @@ KV-cached ``generate`` call, each with its own cfg, temperature and seed (see en
 # endpoint signatures of the Serve ingress to inject the request.
 import asyncio
 import base64
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -30,13 +31,13 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from videomar.artifacts import storage
-from videomar.artifacts.media import DEFAULT_FPS, mp4_bytes
 from videomar.platform.serving.auth import TokenCheck
-from videomar.platform.serving.batches import BatchStatus, BatchStore, new_batch_id, output_prefix, run_batch
-from videomar.platform.serving.engine import Engine, Job
-from videomar.platform.serving.requests import (
-    BatchRequest, GenerateRequest, RequestError, parse_json, to_job, validate,
+from videomar.platform.serving.batches import (
+    BatchStatus, BatchStore, GenerationFailed, new_batch_id, output_prefix, run_batch,
 )
+from videomar.platform.serving.bodies import parse_json, read_body
+from videomar.platform.serving.engine import Engine, Job, answer, log
+from videomar.platform.serving.requests import BatchRequest, GenerateRequest, RequestError, to_job, validate
 from videomar.platform.specs.serve import Limits, SamplerDefaults, ServeSpec
 from videomar.ray_env import gpus_per_worker
 from videomar.artifacts.export import check_complete
@@ -47,14 +48,33 @@ IMAGE_SIZE_POLICY = (
     "multiples of spatial_multiple and within the limits"
 )
 VIDEO_MP4 = "video/mp4"
+REQUEST_ID_HEADER = "x-videomar-request-id"  # Serve sets x-request-id itself
+INTERNAL_ERROR = "internal error; the server log has the details under this request_id"
+RETRY_AFTER_S = 30  # a batch of the default size takes minutes; come back in a while
 
 app = FastAPI(title="videomar", description="VideoMAR image-to-video generation")
 
 
+@app.middleware("http")
+async def _request_id(request: Request, call_next):
+    """Every answer carries a request id; an unexpected error is logged in full under it and the
+    client gets only the id (no Ray error text: it names pids, hosts and paths)."""
+    request.state.request_id = rid = uuid.uuid4().hex[:16]
+    try:
+        response = await call_next(request)
+    except Exception:  # noqa: BLE001 -- the client gets a 500 with the id, the log the traceback
+        log.exception("request %s: %s %s failed", rid, request.method, request.url.path)
+        response = JSONResponse({"error": INTERNAL_ERROR, "request_id": rid}, status_code=500)
+    response.headers[REQUEST_ID_HEADER] = rid
+    return response
+
+
 @app.exception_handler(RequestError)
-async def _request_error(_: Request, err: RequestError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-    return JSONResponse({"error": str(err)}, status_code=err.status, headers=headers)
+async def _request_error(request: Request, err: RequestError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else err.headers
+    rid = request.state.request_id
+    log.info("request %s: %d %s", rid, err.status, str(err)[:500])
+    return JSONResponse({"error": str(err), "request_id": rid}, status_code=err.status, headers=headers)
 
 
 @serve.deployment
@@ -89,21 +109,16 @@ class Sampler:
         try:
             self.batch_sizes[len(jobs)] += 1
             self.call_sizes.update(Counter(job.shape for job in jobs).values())
-            videos = await asyncio.to_thread(self.engine.run, jobs)  # each [T, H, W, 3] uint8
+            videos = await asyncio.to_thread(self.engine.run_each, jobs)  # [T, H, W, 3] uint8 or an error
             # Encoded inside the batch so its requests answer together and their clients' next
             # requests arrive together, to fill the next batch.
-            return await asyncio.gather(*(asyncio.to_thread(_encoded, v) for v in videos))
+            return await asyncio.gather(*(asyncio.to_thread(answer, j, v) for j, v in zip(jobs, videos)))
         finally:
             self.sampler_free.set()
 
     async def generate(self, job: Job) -> dict:
         await self.sampler_free.wait()
         return await self.generate_batch(job)
-
-
-def _encoded(frames) -> dict:
-    t, h, w, _ = frames.shape
-    return {"video": mp4_bytes(frames), "frames": t, "height": h, "width": w, "fps": DEFAULT_FPS}
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,7 @@ class ApiSettings:
     token: TokenCheck
     max_batch_size: int
     batch_wait_timeout_s: float
+    max_ongoing_requests: int
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -126,6 +142,9 @@ class Api:
         self.s = settings
         self.store = BatchStore(settings.storage_root)
         self.tasks: set[asyncio.Task] = set()  # running batches, kept referenced until done
+        # Batch inputs in flight, all batches together: at most half the sampler's request slots,
+        # so /v1/generate requests always find room and never queue behind every batch.
+        self.background = asyncio.Semaphore(max(1, settings.max_ongoing_requests // 2))
         self._spatial_multiple: int | None = None
 
     # -- helpers -----------------------------------------------------------------------------
@@ -134,18 +153,16 @@ class Api:
             raise RequestError("authorization: missing or wrong bearer token", status=401)
 
     async def _body(self, request: Request):
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.s.limits.max_body_bytes:
-            raise RequestError(f"body: {declared} bytes exceeds the limit of {self.s.limits.max_body_bytes}", 413)
-        return parse_json(await request.body(), self.s.limits)
+        body = await read_body(request.stream(), request.headers.get("content-length"), self.s.limits.max_body_bytes)
+        return parse_json(body)
 
     async def _multiple(self) -> int:
         if self._spatial_multiple is None:
             self._spatial_multiple = (await self.sampler.info.remote())["spatial_multiple"]
         return self._spatial_multiple
 
-    async def _job(self, req: GenerateRequest, field: str = "") -> Job:
-        return to_job(req, self.s.limits, self.s.defaults, await self._multiple(), field)
+    async def _job(self, req: GenerateRequest, request_id: str, field: str = "") -> Job:
+        return to_job(req, self.s.limits, self.s.defaults, await self._multiple(), field, request_id)
 
     # -- endpoints ---------------------------------------------------------------------------
     @app.get("/healthz")
@@ -169,8 +186,8 @@ class Api:
     async def generate(self, request: Request) -> Response:
         self._guard(request)
         req = validate(GenerateRequest, await self._body(request))
-        job = await self._job(req)
-        out = await self.sampler.generate.remote(job)
+        job = await self._job(req, request.state.request_id)
+        out = await self._generated(job)
         meta = {"frames": out["frames"], "height": out["height"], "width": out["width"], "fps": out["fps"],
                 "seed": job.seed, "steps": job.steps, "cfg": job.cfg, "temperature": job.temperature}
         if VIDEO_MP4 in request.headers.get("accept", ""):
@@ -181,16 +198,19 @@ class Api:
     @app.post("/v1/batches", status_code=202)
     async def create_batch(self, request: Request) -> JSONResponse:
         self._guard(request)
+        if len(self.tasks) >= self.s.limits.max_running_batches:
+            raise RequestError(f"batches: {len(self.tasks)} batches running, the limit; retry later", 429,
+                               {"Retry-After": str(RETRY_AFTER_S)})
         req = validate(BatchRequest, await self._body(request))
         if len(req.inputs) > self.s.limits.max_batch_inputs:
             raise RequestError(
                 f"inputs: {len(req.inputs)} inputs exceeds the limit of {self.s.limits.max_batch_inputs}")
-        jobs = [await self._job(r, f"inputs.{i}.") for i, r in enumerate(req.inputs)]
         batch_id = new_batch_id()
+        jobs = [await self._job(r, f"{batch_id}.{i}", f"inputs.{i}.") for i, r in enumerate(req.inputs)]
         status = BatchStatus(id=batch_id, output_prefix=output_prefix(self.s.storage_root, req.output_prefix, batch_id),
                              total=len(jobs))
         await asyncio.to_thread(self.store.save, status)
-        task = asyncio.create_task(run_batch(self.store, status, jobs, self._video, 2 * self.s.max_batch_size))
+        task = asyncio.create_task(run_batch(self.store, status, jobs, self._video, self.background))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return JSONResponse({"id": batch_id, "status": status.status, "total": status.total,
@@ -204,8 +224,14 @@ class Api:
             return JSONResponse({"error": f"id: no batch {batch_id}"}, status_code=404)
         return JSONResponse(found)
 
+    async def _generated(self, job: Job) -> dict:
+        out = await self.sampler.generate.remote(job)
+        if "failed" in out:
+            raise GenerationFailed(job.request_id)
+        return out
+
     async def _video(self, job: Job) -> bytes:
-        return (await self.sampler.generate.remote(job))["video"]
+        return (await self._generated(job))["video"]
 
 
 # -- building and running ------------------------------------------------------------------------
@@ -224,7 +250,7 @@ def build_app(spec: ServeSpec, token: TokenCheck | None = None):
     settings = ApiSettings(
         limits=spec.limits, defaults=spec.defaults, storage_root=storage.absolute(spec.storage.root),
         token=token or TokenCheck.from_config(spec.auth), max_batch_size=d.max_batch_size,
-        batch_wait_timeout_s=d.batch_wait_timeout_s,
+        batch_wait_timeout_s=d.batch_wait_timeout_s, max_ongoing_requests=d.max_ongoing_requests,
     )
     return Api.options(max_ongoing_requests=max(100, 4 * d.max_ongoing_requests)).bind(sampler, settings)
 

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Awaitable, Callable
 
 from videomar.artifacts import storage
-from videomar.platform.serving.engine import Job
-from videomar.platform.serving.requests import RequestError
+from videomar.platform.serving.engine import Job, log
+from videomar.platform.serving.requests import MAX_PREFIX_SEGMENTS, RequestError
 
 STATUS_DIR = "_batches"
 DEFAULT_PREFIX = "batches"
@@ -33,6 +33,8 @@ def output_prefix(root: str, prefix: str | None, batch_id: str) -> str:
     if prefix is None:
         return storage.join(root, DEFAULT_PREFIX, batch_id)
     parts = [p for p in prefix.strip().strip("/").split("/") if p]
+    if len(parts) > MAX_PREFIX_SEGMENTS:
+        raise RequestError(f"output_prefix: {len(parts)} segments; at most {MAX_PREFIX_SEGMENTS}")
     bad = "://" in prefix or prefix.startswith(("/", "\\", "~")) or not parts
     if bad or any(not SEGMENT.match(p) or p.startswith(STATUS_DIR) for p in parts):
         raise RequestError(
@@ -40,6 +42,14 @@ def output_prefix(root: str, prefix: str | None, batch_id: str) -> str:
             f"no '..', no leading '/', no URI, not {STATUS_DIR!r}) below the storage root"
         )
     return storage.join(root, *parts)
+
+
+class GenerationFailed(Exception):
+    """A job's sampling or encoding failed; the replica logged why under ``request_id``."""
+
+    def __init__(self, request_id: str):
+        super().__init__(f"generation failed; the server log has the details under request id {request_id}")
+        self.request_id = request_id
 
 
 def new_batch_id() -> str:
@@ -89,11 +99,11 @@ class BatchStore:
 
 
 async def run_batch(store: BatchStore, status: BatchStatus, jobs: list[Job],
-                    make_video: Callable[[Job], Awaitable[bytes]], concurrency: int) -> BatchStatus:
-    """Generate every job (``concurrency`` in flight, so the sampler can batch them), write each
-    MP4 atomically, and keep the status document current."""
+                    make_video: Callable[[Job], Awaitable[bytes]], gate: asyncio.Semaphore) -> BatchStatus:
+    """Generate every job (as many in flight as ``gate``, shared by all batches, allows: enough
+    for the sampler to batch them), write each MP4 atomically, and keep the status document
+    current. A failed input's error names its request id; the details are in the server log."""
     status.outputs = [None] * len(jobs)
-    gate = asyncio.Semaphore(concurrency)
     lock = asyncio.Lock()
 
     async def one(index: int, job: Job) -> None:
@@ -102,10 +112,13 @@ async def run_batch(store: BatchStore, status: BatchStatus, jobs: list[Job],
             async with gate:
                 video = await make_video(job)
             await asyncio.to_thread(storage.write_bytes_atomic, uri, video)
-        except Exception as err:  # one input failing must not lose the others
+        except Exception as err:  # noqa: BLE001 -- one input failing must not lose the others
+            if not isinstance(err, GenerationFailed):  # else the replica logged it already
+                log.error("request %s: batch input failed", job.request_id, exc_info=err)
+                err = GenerationFailed(job.request_id)
             async with lock:
                 status.failed += 1
-                status.errors[str(index)] = f"{type(err).__name__}: {err}"
+                status.errors[str(index)] = str(err)
                 await asyncio.to_thread(store.save, status)
             return
         async with lock:

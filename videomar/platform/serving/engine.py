@@ -16,6 +16,7 @@ twice, bit for bit; and batched with any other jobs it gives the same video up t
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,9 +26,10 @@ import numpy as np
 import torch
 
 from videomar.artifacts.export import load_export
-from videomar.artifacts.media import decode_latents, to_uint8_frames
+from videomar.artifacts.media import DEFAULT_FPS, decode_latents, mp4_bytes, to_uint8_frames
 from videomar.model.sampler import generate, progressive_temperature
 
+log = logging.getLogger("ray.serve")  # Serve writes this logger to the replica's log file
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Job:
     cfg: float
     temperature: float | None
     seed: int
+    request_id: str = ""  # names the job in the server log
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -107,14 +110,31 @@ class Engine:
     # -- generation --------------------------------------------------------------------------
     def run(self, jobs: list[Job]) -> list[np.ndarray]:
         """Videos [frames, H, W, 3] uint8, one per job, in order; one sampler call per shape."""
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, job in enumerate(jobs):
-            groups[job.shape].append(i)
         out: list[np.ndarray | None] = [None] * len(jobs)
-        for indices in groups.values():
+        for indices in _groups(jobs):
             for i, video in zip(indices, self._run_group([jobs[i] for i in indices])):
                 out[i] = video
         return out  # type: ignore[return-value]
+
+    def run_each(self, jobs: list[Job]) -> list[np.ndarray | Exception]:
+        """Like ``run``, but a job that fails fails alone: each entry is the job's video or the
+        exception that stopped it. A shape group whose sampler call raises is run again one job
+        at a time, so its other jobs still get their videos."""
+        out: list[np.ndarray | Exception | None] = [None] * len(jobs)
+        for indices in _groups(jobs):
+            try:
+                videos = self._run_group([jobs[i] for i in indices])
+            except Exception as err:  # noqa: BLE001 -- whatever broke, the jobs are retried alone
+                videos = [err] if len(indices) == 1 else [self._run_alone(jobs[i]) for i in indices]
+            for i, video in zip(indices, videos):
+                out[i] = video
+        return out  # type: ignore[return-value]
+
+    def _run_alone(self, job: Job) -> np.ndarray | Exception:
+        try:
+            return self._run_group([job])[0]
+        except Exception as err:  # noqa: BLE001 -- reported per job by the caller
+            return err
 
     @torch.no_grad()
     def condition(self, images: list[np.ndarray]) -> torch.Tensor:
@@ -138,3 +158,24 @@ class Engine:
         )  # [B, C, 1 + frames', H', W']
         pixels = decode_latents(self.vae, latents)[:, :, : first.frames]  # [B, 3, frames, H, W]
         return [to_uint8_frames(video) for video in pixels]
+
+
+def _groups(jobs: list[Job]) -> list[list[int]]:
+    """Indices of the jobs, grouped by shape (one sampler call each)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, job in enumerate(jobs):
+        groups[job.shape].append(i)
+    return list(groups.values())
+
+
+def answer(job: Job, video) -> dict:
+    """The MP4 and its metadata; or, when sampling or encoding failed, ``{"failed": request id}``
+    with the error logged under that id. One job's failure never fails its batch-mates."""
+    try:
+        if isinstance(video, Exception):
+            raise video
+        t, h, w, _ = video.shape
+        return {"video": mp4_bytes(video), "frames": t, "height": h, "width": w, "fps": DEFAULT_FPS}
+    except Exception:  # noqa: BLE001 -- logged here, answered with the id
+        log.exception("request %s: generation failed", job.request_id)
+        return {"failed": job.request_id}

@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import secrets
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -31,15 +32,25 @@ from videomar.platform.specs.serve import Limits, SamplerDefaults
 class RequestError(UserError):
     """A request is invalid; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, message: str, status: int = 422):
+    def __init__(self, message: str, status: int = 422, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
+        self.headers = headers
+
+
+# /v1/batches output_prefix: a path below the storage root, short and shallow.
+MAX_PREFIX_CHARS = 256
+MAX_PREFIX_SEGMENTS = 8
+# What Pillow raises on hostile or broken bytes (text chunks over PngImagePlugin.MAX_TEXT_CHUNK
+# raise ValueError, broken chunks SyntaxError or struct.error): all a bad image, answered 422.
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, IndexError, TypeError)
 
 
 class GenerateRequest(BaseModel):
-    """POST /v1/generate, and each entry of POST /v1/batches ``inputs``."""
+    """POST /v1/generate, and each entry of POST /v1/batches ``inputs``. Strict: a string or a
+    boolean is never taken for a number (an int is taken for a float)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     image: str = Field(description="condition image, base64 PNG or JPEG; becomes frame 0")
     frames: int = Field(ge=2, description="pixel frames of the output video, the image included")
@@ -53,19 +64,11 @@ class GenerateRequest(BaseModel):
 class BatchRequest(BaseModel):
     """POST /v1/batches: many inputs; videos land under ``output_prefix`` inside the storage root."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     inputs: list[GenerateRequest] = Field(min_length=1)
-    output_prefix: str | None = Field(default=None, description="relative path under the storage root")
-
-
-def parse_json(body: bytes, limits: Limits) -> Any:
-    if len(body) > limits.max_body_bytes:
-        raise RequestError(f"body: {len(body)} bytes exceeds the limit of {limits.max_body_bytes}", status=413)
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RequestError(f"body: malformed JSON: {err}") from None
+    output_prefix: str | None = Field(default=None, max_length=MAX_PREFIX_CHARS,
+                                      description="relative path under the storage root")
 
 
 def validate(model: type[BaseModel], data: Any) -> BaseModel:
@@ -106,14 +109,19 @@ def image_from_bytes(raw: bytes, field: str = "image", limits: Limits | None = N
                 raise RequestError(f"{field}: a {img.format} image; send PNG or JPEG")
             check_image_size(img.height, img.width, limits, multiple, field)
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except RequestError:  # a UserError, so a ValueError: ours, passed on as it is
+        raise
     except Image.DecompressionBombError:
         raise RequestError(f"{field}: too many pixels to decode") from None
-    except (UnidentifiedImageError, OSError):
-        raise RequestError(f"{field}: not a PNG or JPEG image (or a truncated one)") from None
+    except UnidentifiedImageError:
+        raise RequestError(f"{field}: not a PNG or JPEG image") from None
+    except IMAGE_ERRORS as err:  # Pillow's messages name no internals and help the client
+        reason = f"{type(err).__name__}: {err}"[:200]
+        raise RequestError(f"{field}: not a PNG or JPEG image, or a truncated or oversized one ({reason})") from None
 
 
 def to_job(req: GenerateRequest, limits: Limits, defaults: SamplerDefaults, multiple: int,
-           field: str = "") -> Job:
+           field: str = "", request_id: str = "") -> Job:
     """Check one request against the limits and decode its image."""
     if req.frames > limits.max_frames:
         raise RequestError(f"{field}frames: {req.frames} exceeds the limit of {limits.max_frames}")
@@ -125,7 +133,7 @@ def to_job(req: GenerateRequest, limits: Limits, defaults: SamplerDefaults, mult
         image=image, prompt=req.prompt, frames=req.frames, steps=steps,
         cfg=req.cfg if req.cfg is not None else defaults.cfg,
         temperature=req.temperature if req.temperature is not None else defaults.temperature,
-        seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED),
+        seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED), request_id=request_id,
     )
 
 

@@ -71,7 +71,9 @@ class Limits(Section):
     max_height: int = Field(default=256, ge=8)
     max_width: int = Field(default=256, ge=8)
     max_batch_inputs: int = Field(default=256, ge=1, description="inputs per POST /v1/batches")
-    max_body_bytes: int = Field(default=16 * 2**20, ge=1024)
+    max_body_bytes: int = Field(default=16 * 2**20, ge=1024, description="request body, counted as it arrives")
+    max_running_batches: int = Field(default=4, ge=1, description="POST /v1/batches running at once per "
+                                     "ingress replica; more get 429 with Retry-After")
 
 
 class StorageSection(Section):

@@ -14,7 +14,10 @@ directory in storage, so rank 0's files and every rank's shard end up side by si
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +32,8 @@ DS_DIR = "deepspeed"
 DS_TAG = "state"
 EMA_FILE = "ema.safetensors"
 STATE_FILE = "train_state.json"
+# torch reads it at every torch.load: set, it makes even DeepSpeed's weights_only=False loads safe.
+FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 
 
 @dataclass
@@ -58,8 +63,9 @@ def save(engine, ema_state: dict[str, torch.Tensor], state: TrainState, rank: in
 
 def restore(engine, directory: str) -> tuple[TrainState, dict[str, torch.Tensor]]:
     """Load engine (weights, optimizer, lr schedule) from a checkpoint; return progress and EMA."""
-    path, _ = engine.load_checkpoint(str(Path(directory, DS_DIR)), tag=DS_TAG,
-                                     load_optimizer_states=True, load_lr_scheduler_states=True)
+    with weights_only_loads():
+        path, _ = engine.load_checkpoint(str(Path(directory, DS_DIR)), tag=DS_TAG,
+                                         load_optimizer_states=True, load_lr_scheduler_states=True)
     if path is None:
         raise FileNotFoundError(f"{directory}: no DeepSpeed state under {DS_DIR}/{DS_TAG}")
     state = TrainState.from_json(Path(directory, STATE_FILE).read_text())
@@ -84,19 +90,49 @@ def checkpoint_weights(uri: str, carry: list[str], field: str = "init_from.check
         if "ema" in carry:
             out["ema"] = load_file(str(Path(root, EMA_FILE)))
         if "weights" in carry:
-            out["weights"] = _consolidated_weights(Path(root, DS_DIR))
+            try:
+                out["weights"] = _consolidated_weights(Path(root, DS_DIR))
+            except pickle.UnpicklingError as err:
+                raise ConfigError(f"{field}: {uri} holds more than tensors and plain data; refused unloaded "
+                                  f"({str(err).splitlines()[-1][:200]})") from None
     return out
 
 
 def _consolidated_weights(ds_dir: Path) -> dict[str, torch.Tensor]:
     """Full fp32 weights from DeepSpeed's files, whatever the ZeRO stage that wrote them."""
     zero_files = list(Path(ds_dir, DS_TAG).glob("*optim_states.pt"))
-    if zero_files:
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    with weights_only_loads():
+        if zero_files:
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        state = get_fp32_state_dict_from_zero_checkpoint(str(ds_dir), tag=DS_TAG)
-    else:
-        state = torch.load(Path(ds_dir, DS_TAG, "mp_rank_00_model_states.pt"), map_location="cpu",
-                           weights_only=False)["module"]
-
+            state = get_fp32_state_dict_from_zero_checkpoint(str(ds_dir), tag=DS_TAG)
+        else:
+            state = torch.load(Path(ds_dir, DS_TAG, "mp_rank_00_model_states.pt"), map_location="cpu",
+                               weights_only=True)["module"]
     return {k.removeprefix(MODEL_PREFIX): v.detach().float() for k, v in state.items()}
+
+
+def deepspeed_globals() -> list:
+    """The classes DeepSpeed pickles into its checkpoint files: plain state, no code on load."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+@contextmanager
+def weights_only_loads():
+    """Every torch.load inside, DeepSpeed's own included (they pass weights_only=False), unpickles
+    tensors, plain containers and DeepSpeed's state classes only: a checkpoint file naming any
+    other global is refused (pickle.UnpicklingError) before any of its code could run."""
+    previous = os.environ.get(FORCE_WEIGHTS_ONLY)
+    os.environ[FORCE_WEIGHTS_ONLY] = "1"
+    try:
+        with torch.serialization.safe_globals(deepspeed_globals()):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop(FORCE_WEIGHTS_ONLY, None)
+        else:
+            os.environ[FORCE_WEIGHTS_ONLY] = previous

@@ -27,8 +27,7 @@ from videomar.platform.training.checkpoint import TrainState
 from videomar.platform.training.config import StagePlan
 from videomar.platform.training.core import after_step, stream_seed
 from videomar.platform.training.data import RankStream, draw_latents, rank_data
-from videomar.platform.training.ema import EMA
-from videomar.platform.training.ema import gathered
+from videomar.platform.training.ema import EMA, deepspeed_master, gathered, master_weights
 from videomar.platform.training.engine import build_engine
 from videomar.platform.training.samples import StageSampler
 
@@ -119,7 +118,7 @@ def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resum
         started = time.perf_counter()
         lr = t.scheduler.get_last_lr()[0]
         loss = _optimizer_step(plan, env, t, batches, state, sampler)
-        t.ema.update(t.model)
+        t.ema.update(master_weights(t.model, deepspeed_master(t.engine.optimizer)))  # bf16: fp32 masters
         state.step += 1
         state.samples_seen += spec.global_batch
         metrics = {**_step_metrics(plan, env, t, loss, lr, time.perf_counter() - started),
