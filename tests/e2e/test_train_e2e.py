@@ -19,7 +19,7 @@ from videomar.artifacts import storage
 from videomar.errors import SpecError
 from videomar.platform.jobs import parse_spec
 from videomar.artifacts import export
-from videomar.platform.training import checkpoint
+from videomar.artifacts import checkpoint
 from videomar.platform.training.loop import checksum
 from videomar.platform.tracking import TAG_CURRICULUM, TAG_ROLE
 from videomar.platform.jobs.train import preflight, run_stage

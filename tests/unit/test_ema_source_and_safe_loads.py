@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from videomar.errors import ConfigError
-from videomar.platform.training import checkpoint
+from videomar.artifacts import checkpoint
 from videomar.platform.training.ema import EMA, master_weights
 
 

@@ -21,11 +21,11 @@ from typing import Any, Sequence
 
 from safetensors.torch import load as load_safetensors
 
-from videomar.artifacts import export, storage
+from videomar.artifacts import checkpoint, export, storage
 from videomar.errors import SpecError
 from videomar.platform.specs.train import TrainSpec as Spec
 from videomar.platform.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
-from videomar.platform.training import checkpoint, core
+from videomar.platform.training import core
 from videomar.platform.training.config import DatasetInfo, StagePlan, plan_stage
 from videomar.platform.training.config import preflight as _preflight
 from videomar.platform.training.core import RunPlace, StepHook

@@ -13,12 +13,11 @@ from typing import Any
 
 import yaml
 
-from videomar.artifacts import export, storage
+from videomar.artifacts import checkpoint, export, storage
 from videomar.artifacts.manifest import BucketManifest, DatasetManifest, load_manifest
 from videomar.errors import ConfigError, SpecError
 from videomar.ray_env import gpus_per_worker
 from videomar.platform.specs.train import TrainSpec
-from videomar.platform.training import checkpoint
 from videomar.platform.training.deepspeed_config import resolve_precision
 from videomar.platform.tracking import TrackingTarget, resolve_target
 

@@ -14,12 +14,10 @@ from functools import partial
 import torch
 from torch import nn
 
+from videomar.artifacts.checkpoint import MODEL_ATTR
 from videomar.platform.training.deepspeed_config import build_ds_config
 from videomar.platform.training.schedule import StageSchedule
 
-# LossModule keeps VideoMAR under this attribute: DeepSpeed's state dict keys carry the prefix.
-MODEL_ATTR = "model"
-MODEL_PREFIX = f"{MODEL_ATTR}."
 
 
 class LossModule(nn.Module):

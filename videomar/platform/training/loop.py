@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
+from videomar.artifacts import checkpoint
+from videomar.artifacts.checkpoint import TrainState
 from videomar.model.videomar import build_model
 from videomar.platform.tracking import StageLogger
-from videomar.platform.training import checkpoint
-from videomar.platform.training.checkpoint import TrainState
 from videomar.platform.training.config import StagePlan
 from videomar.platform.training.core import after_step, stream_seed
 from videomar.platform.training.data import RankStream, draw_latents, rank_data

@@ -26,8 +26,11 @@ from safetensors.torch import load_file, save_file
 
 from videomar.artifacts import storage
 from videomar.errors import ConfigError
-from videomar.platform.training.engine import MODEL_PREFIX
 
+# The training engine keeps VideoMAR under this attribute of its loss module, so DeepSpeed's state
+# dict keys carry the prefix; readers of a checkpoint strip it.
+MODEL_ATTR = "model"
+MODEL_PREFIX = f"{MODEL_ATTR}."
 DS_DIR = "deepspeed"
 DS_TAG = "state"
 EMA_FILE = "ema.safetensors"
