@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.latents import FRAMES, SIZE, VIDEOS, quickstart_vae
+from tests.support.latents import FRAMES, LATENT_CHANNELS, SIZE, VIDEOS, quickstart_vae
 from tests.support.ray_head import ray_head  # noqa: F401
 from videomar.data_pipelines.sample_data import write_sample_videos
 from videomar.platform import cli
@@ -99,6 +99,7 @@ def small_stage(stage_file: str, manifest: str, runs: Path, dest: Path, **change
     data = yaml.safe_load((ROOT / "jobs" / "quickstart" / stage_file).read_text())
     data["storage"] = str(runs)
     data["data"]["manifest"] = manifest
+    data["model"].setdefault("overrides", {})["latent_channels"] = LATENT_CHANNELS  # the test VAE's
     data["schedule"].update(steps=STAGE_STEPS, warmup_steps=1)
     data["checkpoint"].update(every=2, keep=1)
     data["optim"]["batch_size"] = 2

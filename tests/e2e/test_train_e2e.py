@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.support.faults import ExitAfter
+from tests.support.latents import LATENT_CHANNELS
 from videomar.artifacts import storage
 from videomar.errors import SpecError
 from videomar.platform.jobs import parse_spec
@@ -48,6 +49,7 @@ def stage(name: str, latents, work: Path, stage_file: str = "stage1.yaml", **cha
     data = yaml.safe_load((ROOT / "jobs/quickstart" / stage_file).read_text())
     data.update(name=name, storage=str(work / "runs"))
     data["data"]["manifest"] = latents.manifest
+    data["model"].setdefault("overrides", {})["latent_channels"] = LATENT_CHANNELS  # the test VAE's
     data["schedule"].update(steps=STEPS, warmup_steps=1)
     data["checkpoint"].update(every=2, keep=2)
     data["optim"]["batch_size"] = 2

@@ -28,15 +28,19 @@ class Latents:
     output: str  # the dataset folder (local or s3://)
 
 
+# The tests' VAE: fixed here, not read from jobs/quickstart/vae.yaml, because the tests' latent
+# shapes depend on it. Stage specs trained on its latents set model.overrides.latent_channels to it.
+LATENT_CHANNELS = 16
+
+
 def quickstart_vae(directory: Path, seed: int = 0) -> str:
     """Export an untrained small VAE (16 channels, temporal 4, spatial 8) to ``directory``."""
     import torch
 
     from videomar.model.vae import CausalVideoVAE, VAEConfig
 
-    # Fixed here, not read from jobs/quickstart/vae.yaml: the tests' latent shapes depend on it.
-    fields = {"latent_channels": 16, "temporal_compression": 4, "spatial_compression": 8, "patch_size": 4,
-              "base_channels": 16, "max_channels": 32}
+    fields = {"latent_channels": LATENT_CHANNELS, "temporal_compression": 4, "spatial_compression": 8,
+              "patch_size": 4, "base_channels": 16, "max_channels": 32}
     torch.manual_seed(seed)
     CausalVideoVAE(VAEConfig(**fields)).export(str(directory))
     return str(directory)
