@@ -148,3 +148,19 @@ def test_bad_switches_are_refused(model):
     s.close()
     with pytest.raises(ConfigError, match="closed"):
         s.next(1)
+
+
+@pytest.mark.parametrize("compression", [1, 4])
+def test_the_causal_vae_decodes_a_stream_chunk_by_chunk(compression):
+    from videomar.model.vae import CausalVideoVAE, VAEConfig
+
+    torch.manual_seed(0)
+    vae = CausalVideoVAE(VAEConfig(latent_channels=C, base_channels=8, max_channels=16,
+                                   temporal_compression=compression, spatial_compression=8)).eval()
+    latents = torch.randn(1, C, 6, 2, 2)
+    with torch.no_grad():
+        whole = vae.decode(latents)  # [1, 3, 1 + 5 * compression, 16, 16]
+    stream = vae.stream_decoder()
+    parts = [stream.decode(latents[:, :, a:b]) for a, b in ((0, 1), (1, 3), (3, 4), (4, 6))]
+    assert [p.shape[2] for p in parts] == [1, 2 * compression, compression, 2 * compression]
+    assert (torch.cat(parts, dim=2) - whole).abs().max().item() <= 1e-5
