@@ -61,7 +61,7 @@ def test_a_long_rollout_holds_bounded_memory_and_positions(model, monkeypatch):
         assert s.next(1).shape == (2, C, 1, H, W)
         sizes.append(s.cache.nbytes())
         held.append(len(s.frames))
-    assert len(set(sizes)) == 1  # one buffer for the whole rollout
+    assert len(set(sizes)) == 1 and s.cache.keys[0].shape[2] == 3 * H * W  # one buffer of sink + window
     assert s.cache.retained_frames() == [0, 11, 12]  # the sink and the last two frames
     assert max(held) == 3 and max(seen) == 3  # positions stay within sink + window
     assert s.cache.positions()[:, 0].unique().tolist() == [0, 1, 2]

@@ -151,13 +151,13 @@ class KVCache:
         self._changed()
 
     def _room(self, buf: torch.Tensor | None, like: torch.Tensor, frames: int) -> torch.Tensor:
-        """A buffer [B, heads, slots*N, hd] with at least ``frames`` slots: allocated once (the
-        policy's capacity, or the hint), doubled when a full cache outgrows it."""
+        """A buffer [B, heads, slots*N, hd] with at least ``frames`` slots: allocated once (a
+        bounded policy's capacity, else the hint), doubled when a full cache outgrows it."""
         n = self.tokens_per_frame
         have = 0 if buf is None else buf.shape[2] // n
         if frames <= have:
             return buf
-        want = max(frames, self.policy.capacity or 0, self.capacity_hint, 2 * have)
+        want = self.policy.capacity or max(frames, self.capacity_hint, 2 * have)
         b, h, _, d = like.shape
         grown = like.new_zeros(b, h, want * n, d)
         if buf is not None:
