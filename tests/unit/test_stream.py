@@ -83,7 +83,9 @@ def fresh_prefill(model, frames, prompt_ctx, policy):
     return cache
 
 
-def test_recache_equals_a_fresh_prefill_with_the_new_prompt(model):
+@pytest.mark.parametrize("chunk", [8, 2])
+def test_recache_equals_a_fresh_prefill_with_the_new_prompt(model, monkeypatch, chunk):
+    monkeypatch.setattr("videomar.model.session.RECACHE_CHUNK", chunk)  # 2: recached in two calls
     s = session(model)
     s.next(5)  # frames 0..5 made; the cache holds 0, 4, 5
     before = s.cache.get(0)[1].clone()

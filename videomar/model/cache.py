@@ -116,9 +116,9 @@ class KVCache:
         if not self.tokens_per_frame:
             self.tokens_per_frame = pos.shape[0] // frames
             self.spatial = pos[: self.tokens_per_frame, 1:].clone()
-        indices = self._reuse or list(range(self.frames_seen, self.frames_seen + frames))
+        indices = self._reuse[:frames] or list(range(self.frames_seen, self.frames_seen + frames))
         if len(indices) != frames:
-            raise ValueError(f"a rewrite of {len(indices)} frames was given {frames} frames")
+            raise ValueError(f"a rewrite of {len(self._reuse)} more frames was given {frames} frames")
         order, slots, cap = list(self.slot_frame), [], self.policy.capacity
         for index in indices:
             if cap is None or len(order) < cap:
@@ -147,7 +147,7 @@ class KVCache:
         _, indices, order = self._pending
         self.slot_frame = order
         self.frames_seen = max(self.frames_seen, max(indices) + 1)
-        self._pending, self._reuse = None, []
+        self._pending, self._reuse = None, self._reuse[len(indices):]
         self._changed()
 
     def _room(self, buf: torch.Tensor | None, like: torch.Tensor, frames: int) -> torch.Tensor:
@@ -181,8 +181,8 @@ class KVCache:
         self._changed()
 
     def reset(self, rewrite: list[int]) -> None:
-        """Empty the cache (buffers kept) so that the next write recomputes these absolute
-        frames under their old indices: a recache (sink frames stay sinks)."""
+        """Empty the cache (buffers kept) so that the next writes recompute these absolute
+        frames, in order, under their old indices: a recache (sink frames stay sinks)."""
         self.slot_frame, self._reuse = [], sorted(rewrite)
         self._changed()
 

@@ -35,6 +35,9 @@ from videomar.model.tokens import check_latent_grid, grid_positions, patchify, u
 from videomar.model.videomar import VideoMAR
 
 SWITCHES = ("recache", "flush", "cut")
+# Frames re-run per backbone call in a recache. Block-causal attention makes a chunked prefill equal
+# a whole one; chunks keep its attention matrix small when a full cache holds hundreds of frames.
+RECACHE_CHUNK = 8
 
 
 class StreamSession:
@@ -85,6 +88,7 @@ class StreamSession:
                 self.frames[f] = frame
                 if self.cache is not None:
                     self._write_clean(frame[:, None])
+                    self._forget()
                 self.done += 1
                 out.append(frame)
         return unpatchify(torch.stack(out, dim=1), self.p, self.grid)  # [B, C, count, H, W]
@@ -102,10 +106,11 @@ class StreamSession:
         if how == "recache":
             self.cache.reset(held)
             with _autocast(self.device):
-                self._write_clean(torch.stack([self.frames[f] for f in held], dim=1))
+                for i in range(0, len(held), RECACHE_CHUNK):  # chunked: attention memory stays bounded
+                    self._write_clean(torch.stack([self.frames[f] for f in held[i:i + RECACHE_CHUNK]], dim=1))
         else:
             self.cache.keep(sink + held[-1:] if how == "flush" else sink)
-            self._forget()
+        self._forget()
 
     def close(self) -> None:
         """Free the cache and frames; the session answers no more calls."""
@@ -173,7 +178,6 @@ class StreamSession:
         h = self._rows(self.model.embed_tokens(frames_tokens.reshape(b, nf * self.n, self.c)))
         pos = grid_positions(self.cache.next_position, nf, self.grid, self.device)
         self.model.backbone(h, pos, self.ctx, self.cache, write=True)
-        self._forget()
 
     def _forget(self) -> None:
         """Drop the tokens of frames the cache no longer holds: memory stays bounded."""
