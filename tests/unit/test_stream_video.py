@@ -85,3 +85,25 @@ def test_videomar_generate_streams_with_a_window_prompts_and_a_cut(export, tmp_p
     assert "frames 41/41" in err and "frames 1/41" in err  # progress as the frames are made
     assert cli([*args[:-1], "99"]) == 2
     assert "--cut-at" in capsys.readouterr().err
+
+
+def test_a_replica_stream_stops_when_its_client_goes_away(engine):
+    import asyncio
+
+    from videomar.platform.serving.streams import StreamRunner, StreamsBusy
+
+    runner = StreamRunner(engine, max_streams=1, idle_timeout_s=20)
+
+    async def scenario():
+        parts = runner.run(job(engine, frames=397), StreamPlan(1, 2), "image/png")
+        first = await parts.__anext__()
+        with pytest.raises(StreamsBusy, match="streams"):  # one stream at a time here
+            await runner.run(job(engine), StreamPlan(), "image/png").__anext__()
+        await parts.aclose()  # what a disconnect does to the replica's generator
+        return first
+
+    first = asyncio.run(scenario())
+    assert first.startswith(b"--videomar-frame\r\nContent-Type: image/png\r\n")
+    # asyncio.run waited for the producer thread to end: it stopped long before the 100 latent frames.
+    assert runner.latent_frames < 10
+    assert runner.stats()["active"] == 0 and runner.stats()["stopped_early"] == 1

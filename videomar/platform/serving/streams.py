@@ -1,0 +1,179 @@
+"""POST /v1/streams: one video sent frame by frame while it is made (platform/serving/stream.py
+makes it), as a chunked ``multipart/x-mixed-replace`` response of PNG or JPEG images (by the
+request's Accept header).
+
+The body is /v1/generate's plus the stream's plan: ``sink``, ``window`` (omitted: keep every
+frame), ``prompts`` ([{"frame": F, "prompt": "..."}]: prompt changes at pixel frames), ``cut_at``
+(pixel frames where a new scene starts) and ``switch`` (how a prompt change applies: recache,
+flush or cut). Limits (serve spec): ``max_stream_frames`` per stream, ``max_streams`` at once per
+sampler replica (more get 429), ``stream_idle_timeout_s`` (a client that reads nothing for that
+long loses its stream). A client that disconnects stops its stream: the replica finishes the
+frame in hand, closes the session and frees its cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from typing import AsyncIterator, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from videomar.errors import UserError
+from videomar.platform.serving.engine import Engine, Job
+from videomar.platform.serving.requests import GenerateRequest, RequestError, to_job
+from videomar.platform.serving.stream import StreamPlan, stream_video
+from videomar.platform.specs.serve import Limits, SamplerDefaults
+
+BOUNDARY = "videomar-frame"
+FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG"}
+AHEAD = 4  # frames a replica makes before the client has read them
+RETRY_AFTER_S = 10
+
+
+class PromptAt(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    frame: int = Field(ge=0, description="pixel frame from which the prompt applies")
+    prompt: str = Field(max_length=2000)
+
+
+class StreamRequest(GenerateRequest):
+    """POST /v1/streams: a /v1/generate body plus what changes while the stream runs."""
+
+    sink: int = Field(default=1, ge=0, le=64, description="latent frames kept as the attention sink")
+    window: int | None = Field(default=None, ge=1, le=1024, description="recent latent frames kept; "
+                               "omitted: every frame")
+    prompts: list[PromptAt] = Field(default_factory=list, max_length=256)
+    cut_at: list[int] = Field(default_factory=list, max_length=256)
+    switch: Literal["recache", "flush", "cut"] = "recache"
+
+
+class StreamsBusy(RequestError):
+    def __init__(self, limit: int):
+        super().__init__(f"streams: {limit} streams running on this replica, the limit; retry later", 429,
+                         {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def to_stream(req: StreamRequest, limits: Limits, defaults: SamplerDefaults, multiple: int,
+              request_id: str = "") -> tuple[Job, StreamPlan]:
+    """The job and plan of a stream request; RequestError naming the field when they do not fit."""
+    stream_limits = limits.model_copy(update={"max_frames": limits.max_stream_frames})
+    job = to_job(req, stream_limits, defaults, multiple, "", request_id)
+    cuts = [f for f in req.cut_at if f == 0]
+    if cuts:
+        raise RequestError("cut_at: frame 0 is the image; a cut needs a later frame")
+    plan = StreamPlan(req.sink, req.window, tuple((p.frame, p.prompt) for p in req.prompts), tuple(req.cut_at),
+                      req.switch)
+    try:
+        return job, plan.check(job.frames)
+    except UserError as err:
+        raise RequestError(str(err)) from None
+
+
+def media_type(accept: str) -> str:
+    """image/jpeg when the client accepts it (and not PNG), else image/png."""
+    accept = accept.lower()
+    return "image/jpeg" if "image/jpeg" in accept and "image/png" not in accept else "image/png"
+
+
+CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+
+
+def part(frame: np.ndarray, media: str) -> bytes:
+    """One frame [H, W, 3] uint8 as a multipart part."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format=FORMATS[media])
+    data = buf.getvalue()
+    head = f"--{BOUNDARY}\r\nContent-Type: {media}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+    return head + data + b"\r\n"
+
+
+class StreamRunner:
+    """A replica's streams: at most ``max_streams`` at once, each made on its own thread and
+    handed over a frame at a time; counters for /v1/model."""
+
+    def __init__(self, engine: Engine, max_streams: int, idle_timeout_s: float):
+        self.engine, self.max_streams, self.idle_timeout_s = engine, max_streams, idle_timeout_s
+        self.active = 0
+        self.latent_frames = 0  # made by every stream so far (each stream's frame 0 counted)
+        self.stopped = 0  # streams stopped before their end (disconnect, idle client)
+
+    def stats(self) -> dict:
+        return {"active": self.active, "latent_frames_made": self.latent_frames, "stopped_early": self.stopped}
+
+    async def run(self, job: Job, plan: StreamPlan, media: str) -> AsyncIterator[bytes]:
+        if self.active >= self.max_streams:
+            raise StreamsBusy(self.max_streams)
+        self.active += 1
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        room = threading.Semaphore(AHEAD)  # frames made and not yet read
+        stop = threading.Event()
+        loop.run_in_executor(None, self._make, job, plan, media, queue, room, stop, loop)
+        done = False
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    done = True
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                room.release()
+                yield item
+        finally:
+            stop.set()
+            room.release(AHEAD)  # a producer waiting for room sees the stop at once
+            self.active -= 1
+            self.stopped += 0 if done else 1
+
+    def _make(self, job, plan, media, queue, room, stop, loop) -> None:
+        """The producer thread: frames into the queue, None at the end or an exception."""
+        put = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
+        frames = stream_video(self.engine, job, plan, lambda done, total: self._count())
+        try:
+            for chunk in frames:
+                for frame in chunk:
+                    if not room.acquire(timeout=self.idle_timeout_s) or stop.is_set():
+                        return  # the client stopped reading, or went away
+                    put(part(frame, media))
+        except Exception as err:  # noqa: BLE001 -- handed to the request, which fails alone
+            put(err)
+        finally:
+            frames.close()  # closes the session: its cache is freed
+            put(None)
+
+    def _count(self) -> None:
+        self.latent_frames += 1
+
+
+async def open_stream(sampler, job: Job, plan: StreamPlan, media: str):
+    """The ingress side: start the stream on a sampler replica and answer with its frames as
+    they come. A refusal on the replica (429) is raised before any byte is sent; a client that
+    goes away cancels the replica's stream."""
+    from fastapi.responses import StreamingResponse
+
+    parts = sampler.options(stream=True).stream.remote(job, plan, media)
+    try:
+        first = await parts.__anext__()
+    except Exception as err:  # Ray wraps what the replica raised
+        cause = getattr(err, "cause", err)
+        if isinstance(cause, RequestError):
+            raise cause from None
+        raise
+
+    async def body():
+        try:
+            yield first
+            async for item in parts:
+                yield item
+        finally:
+            parts.cancel()  # a disconnect stops the replica's work
+
+    return StreamingResponse(body(), media_type=CONTENT_TYPE,
+                             headers={"x-videomar-frames": str(job.frames), "x-videomar-seed": str(job.seed)})
