@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.support.ray_local import local_ray
 from tests.support.tiny_export import write_tiny_export
-from tests.support.videos import png_b64
+from tests.support.videos import decode_mp4, png_b64
 from videomar.platform.jobs import parse_spec
 from videomar.platform.processes import free_port
 from videomar.platform.serving.auth import TokenCheck, digest
@@ -86,6 +86,8 @@ def test_frames_arrive_while_the_stream_is_made(url):
     with requests.post(f"{url}/v1/streams", json=body(), headers={**AUTH, "Accept": "image/jpeg"}, stream=True,
                        timeout=60) as r:
         assert [m for m, _ in parts(r)] == ["image/jpeg"] * 9
+    with requests.post(f"{url}/v1/streams", json=body(), headers={**AUTH, "Accept": "video/mp4"}, timeout=60) as r:
+        assert r.headers["content-type"] == "video/mp4" and decode_mp4(r.content).shape == (9, 32, 32, 3)
 
 
 def test_a_disconnect_stops_the_work_and_frees_the_slot(url):

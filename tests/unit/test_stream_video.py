@@ -107,3 +107,21 @@ def test_a_replica_stream_stops_when_its_client_goes_away(engine):
     # asyncio.run waited for the producer thread to end: it stopped long before the 100 latent frames.
     assert runner.latent_frames < 10
     assert runner.stats()["active"] == 0 and runner.stats()["stopped_early"] == 1
+
+
+@pytest.mark.parametrize("media", ["video/mp4", "image/jpeg"])
+def test_a_replica_stream_encodes_fragmented_mp4_or_images(engine, media):
+    import asyncio
+
+    from videomar.platform.serving.streams import StreamRunner
+
+    async def collect():
+        return [p async for p in StreamRunner(engine, 1, 20).run(job(engine), StreamPlan(), media)]
+
+    parts = asyncio.run(collect())
+    data = b"".join(parts)
+    if media == "video/mp4":
+        assert len(parts) > 2 and data[4:8] == b"ftyp" and b"moof" in data  # fragments, as they come
+        assert decode_mp4(data).shape == (9, 32, 32, 3)
+    else:
+        assert data.count(b"Content-Type: image/jpeg") == 9 and data.endswith(b"--videomar-frame--\r\n")

@@ -1,6 +1,6 @@
 """POST /v1/streams: one video sent frame by frame while it is made (platform/serving/stream.py
-makes it), as a chunked ``multipart/x-mixed-replace`` response of PNG or JPEG images (by the
-request's Accept header).
+makes it), as a chunked response: fragmented MP4 when the client accepts video/mp4, else a
+``multipart/x-mixed-replace`` stream of JPEG (when accepted) or PNG images.
 
 The body is /v1/generate's plus the stream's plan: ``sink``, ``window`` (omitted: keep every
 frame), ``prompts`` ([{"frame": F, "prompt": "..."}]: prompt changes at pixel frames), ``cut_at``
@@ -21,6 +21,7 @@ from typing import AsyncIterator, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from videomar.artifacts.fmp4 import FragmentedMp4
 from videomar.errors import UserError
 from videomar.platform.serving.engine import Engine, Job
 from videomar.platform.serving.requests import GenerateRequest, RequestError, to_job
@@ -28,6 +29,7 @@ from videomar.platform.serving.stream import StreamPlan, stream_video
 from videomar.platform.specs.serve import Limits, SamplerDefaults
 
 BOUNDARY = "videomar-frame"
+VIDEO_MP4 = "video/mp4"
 FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG"}
 AHEAD = 4  # frames a replica makes before the client has read them
 RETRY_AFTER_S = 10
@@ -74,23 +76,42 @@ def to_stream(req: StreamRequest, limits: Limits, defaults: SamplerDefaults, mul
 
 
 def media_type(accept: str) -> str:
-    """image/jpeg when the client accepts it (and not PNG), else image/png."""
+    """video/mp4 or image/jpeg when the client accepts it (in that order), else image/png."""
     accept = accept.lower()
+    if VIDEO_MP4 in accept:
+        return VIDEO_MP4
     return "image/jpeg" if "image/jpeg" in accept and "image/png" not in accept else "image/png"
 
 
-CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+def content_type(media: str) -> str:
+    return media if media == VIDEO_MP4 else f"multipart/x-mixed-replace; boundary={BOUNDARY}"
 
 
-def part(frame: np.ndarray, media: str) -> bytes:
-    """One frame [H, W, 3] uint8 as a multipart part."""
-    from PIL import Image
+class ImageParts:
+    """Frames as the parts of a multipart stream, each one image."""
 
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format=FORMATS[media])
-    data = buf.getvalue()
-    head = f"--{BOUNDARY}\r\nContent-Type: {media}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-    return head + data + b"\r\n"
+    def __init__(self, media: str):
+        self.media = media
+
+    def send(self, frame: np.ndarray) -> bytes:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format=FORMATS[self.media])
+        data = buf.getvalue()
+        head = f"--{BOUNDARY}\r\nContent-Type: {self.media}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+        return head + data + b"\r\n"
+
+    def finish(self) -> bytes:
+        return f"--{BOUNDARY}--\r\n".encode()
+
+    def close(self) -> None:
+        pass
+
+
+def encoder(media: str, frame: np.ndarray):
+    """The encoder of a stream whose first frame [H, W, 3] is ``frame``."""
+    return FragmentedMp4(frame.shape[1], frame.shape[0]) if media == VIDEO_MP4 else ImageParts(media)
 
 
 class StreamRunner:
@@ -125,7 +146,8 @@ class StreamRunner:
                 if isinstance(item, BaseException):
                     raise item
                 room.release()
-                yield item
+                if item:  # an encoder may hold a frame back (fragments lag one frame)
+                    yield item
         finally:
             stop.set()
             room.release(AHEAD)  # a producer waiting for room sees the stop at once
@@ -136,16 +158,21 @@ class StreamRunner:
         """The producer thread: frames into the queue, None at the end or an exception."""
         put = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
         frames = stream_video(self.engine, job, plan, lambda done, total: self._count())
+        out = None
         try:
             for chunk in frames:
                 for frame in chunk:
                     if not room.acquire(timeout=self.idle_timeout_s) or stop.is_set():
                         return  # the client stopped reading, or went away
-                    put(part(frame, media))
+                    out = out or encoder(media, frame)
+                    put(out.send(frame))
+            put(out.finish())
         except Exception as err:  # noqa: BLE001 -- handed to the request, which fails alone
             put(err)
         finally:
             frames.close()  # closes the session: its cache is freed
+            if out is not None:
+                out.close()
             put(None)
 
     def _count(self) -> None:
@@ -175,5 +202,5 @@ async def open_stream(sampler, job: Job, plan: StreamPlan, media: str):
         finally:
             parts.cancel()  # a disconnect stops the replica's work
 
-    return StreamingResponse(body(), media_type=CONTENT_TYPE,
+    return StreamingResponse(body(), media_type=content_type(media),
                              headers={"x-videomar-frames": str(job.frames), "x-videomar-seed": str(job.seed)})
