@@ -5,6 +5,7 @@ field, and the same bearer token guards it. Serve starts once for the module."""
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import numpy as np
@@ -125,3 +126,32 @@ def test_bad_stream_requests_get_4xx_naming_the_field(url, over, field):
 def test_streams_need_the_token(url):
     r = requests.post(f"{url}/v1/streams", json=body(), timeout=30)
     assert r.status_code == 401
+
+
+def test_a_websocket_stream_takes_switches_and_cuts_while_it_runs(url):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    socket = url.replace("http://", "ws://") + "/v1/streams"
+    before = streams(url)["live_switches"]
+    with connect(socket, additional_headers=AUTH) as ws:
+        ws.send(json.dumps({**body(frames=41, steps=16, window=2), "media": "image/jpeg"}))
+        assert json.loads(ws.recv()) == {"frames": 41, "seed": 7}
+        first = ws.recv()
+        assert Image.open(io.BytesIO(first)).format == "JPEG"
+        ws.send(json.dumps({"prompt": "a blue cube", "how": "recache"}))
+        ws.send(json.dumps({"how": "rewind"}))  # refused, the stream goes on
+        ws.send(json.dumps({"how": "cut"}))
+        messages = [first]
+        while not (isinstance(messages[-1], str) and "done" in messages[-1]):
+            messages.append(ws.recv(timeout=60))
+    images = [m for m in messages if isinstance(m, bytes)]
+    notes = [json.loads(m) for m in messages if isinstance(m, str)]
+    assert len(images) == 41 and notes[-1] == {"done": True}
+    assert any(n.get("error", "").startswith("how") for n in notes)
+    assert streams(url)["live_switches"] - before == 2
+    with connect(socket, additional_headers=AUTH) as ws:
+        ws.send(json.dumps(body(window=0)))
+        assert json.loads(ws.recv())["error"].startswith("window")
+    with pytest.raises(InvalidStatus):  # no token: the handshake is refused
+        connect(socket)

@@ -8,8 +8,7 @@ configured):
                            the image included), ``prompt``, ``seed``, ``cfg``, ``temperature``,
                            ``steps``. Answers the MP4 itself when the client accepts video/mp4,
                            else JSON with the base64 MP4 and its metadata.
-  POST /v1/streams         one video sent frame by frame as it is made (multipart PNG or JPEG), with
-                           a bounded cache, prompt changes and cuts (see streams.py).
+  POST /v1/streams         a video sent as it is made (streams.py; WebSocket: stream_socket.py).
   POST /v1/batches         many inputs; one MP4 per input written under the storage root; 202 + id.
   GET  /v1/batches/{id}    status, progress, output URIs, per-input errors.
   GET  /v1/model           preset, trained frames and resolution, units, limits, batching stats.
@@ -28,7 +27,7 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
@@ -40,6 +39,7 @@ from videomar.platform.serving.batches import (
 from videomar.platform.serving.bodies import parse_json, read_body
 from videomar.platform.serving.engine import Engine, Job, answer, log
 from videomar.platform.serving.requests import BatchRequest, GenerateRequest, RequestError, to_job, validate
+from videomar.platform.serving.stream_socket import serve_socket
 from videomar.platform.serving.streams import StreamRequest, StreamRunner, media_type, open_stream, to_stream
 from videomar.platform.specs.serve import Limits, SamplerDefaults, ServeSpec
 from videomar.ray_env import gpus_per_worker
@@ -125,9 +125,8 @@ class Sampler:
         await self.sampler_free.wait()
         return await self.generate_batch(job)
 
-    async def stream(self, job: Job, plan, media: str):
-        """POST /v1/streams on this replica: multipart parts, one per frame, as they are made."""
-        async for item in self.streams.run(job, plan, media):
+    async def stream(self, job: Job, plan, media: str, control=None, bare: bool = False):
+        async for item in self.streams.run(job, plan, media, control, bare):  # /v1/streams, frame by frame
             yield item
 
 
@@ -211,6 +210,10 @@ class Api:
         req = validate(StreamRequest, await self._body(request))
         job, plan = to_stream(req, self.s.limits, self.s.defaults, await self._multiple(), request.state.request_id)
         return await open_stream(self.sampler, job, plan, media_type(request.headers.get("accept", "")))
+
+    @app.websocket("/v1/streams")
+    async def stream_socket(self, websocket: WebSocket) -> None:
+        await serve_socket(websocket, self)
 
     @app.post("/v1/batches", status_code=202)
     async def create_batch(self, request: Request) -> JSONResponse:

@@ -88,10 +88,11 @@ def content_type(media: str) -> str:
 
 
 class ImageParts:
-    """Frames as the parts of a multipart stream, each one image."""
+    """Frames as the parts of a multipart stream, each one image; ``bare``: the images alone (one
+    WebSocket message each)."""
 
-    def __init__(self, media: str):
-        self.media = media
+    def __init__(self, media: str, bare: bool = False):
+        self.media, self.bare = media, bare
 
     def send(self, frame: np.ndarray) -> bytes:
         from PIL import Image
@@ -99,19 +100,21 @@ class ImageParts:
         buf = io.BytesIO()
         Image.fromarray(frame).save(buf, format=FORMATS[self.media])
         data = buf.getvalue()
+        if self.bare:
+            return data
         head = f"--{BOUNDARY}\r\nContent-Type: {self.media}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
         return head + data + b"\r\n"
 
     def finish(self) -> bytes:
-        return f"--{BOUNDARY}--\r\n".encode()
+        return b"" if self.bare else f"--{BOUNDARY}--\r\n".encode()
 
     def close(self) -> None:
         pass
 
 
-def encoder(media: str, frame: np.ndarray):
+def encoder(media: str, frame: np.ndarray, bare: bool = False):
     """The encoder of a stream whose first frame [H, W, 3] is ``frame``."""
-    return FragmentedMp4(frame.shape[1], frame.shape[0]) if media == VIDEO_MP4 else ImageParts(media)
+    return FragmentedMp4(frame.shape[1], frame.shape[0]) if media == VIDEO_MP4 else ImageParts(media, bare)
 
 
 class StreamRunner:
@@ -123,11 +126,17 @@ class StreamRunner:
         self.active = 0
         self.latent_frames = 0  # made by every stream so far (each stream's frame 0 counted)
         self.stopped = 0  # streams stopped before their end (disconnect, idle client)
+        self.switches = 0  # switches that came while streams ran (WebSocket), applied
 
     def stats(self) -> dict:
-        return {"active": self.active, "latent_frames_made": self.latent_frames, "stopped_early": self.stopped}
+        return {"active": self.active, "latent_frames_made": self.latent_frames, "stopped_early": self.stopped,
+                "live_switches": self.switches}
 
-    async def run(self, job: Job, plan: StreamPlan, media: str) -> AsyncIterator[bytes]:
+    async def run(self, job: Job, plan: StreamPlan, media: str, control=None, bare: bool = False
+                  ) -> AsyncIterator[bytes]:
+        """The stream's encoded frames as they are made; ``control`` (a ray.util.queue.Queue of
+        (prompt or None, how), or None) carries switches asked for while it runs; ``bare``: each
+        image alone (a WebSocket message), not a multipart part."""
         if self.active >= self.max_streams:
             raise StreamsBusy(self.max_streams)
         self.active += 1
@@ -135,7 +144,7 @@ class StreamRunner:
         queue: asyncio.Queue = asyncio.Queue()
         room = threading.Semaphore(AHEAD)  # frames made and not yet read
         stop = threading.Event()
-        loop.run_in_executor(None, self._make, job, plan, media, queue, room, stop, loop)
+        loop.run_in_executor(None, self._make, job, plan, (media, bare), control, queue, room, stop, loop)
         done = False
         try:
             while True:
@@ -154,17 +163,18 @@ class StreamRunner:
             self.active -= 1
             self.stopped += 0 if done else 1
 
-    def _make(self, job, plan, media, queue, room, stop, loop) -> None:
+    def _make(self, job, plan, media, control, queue, room, stop, loop) -> None:
         """The producer thread: frames into the queue, None at the end or an exception."""
         put = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
-        frames = stream_video(self.engine, job, plan, lambda done, total: self._count())
+        asked = (lambda: self._asked(control)) if control is not None else None
+        frames = stream_video(self.engine, job, plan, lambda done, total: self._count(), asked)
         out = None
         try:
             for chunk in frames:
                 for frame in chunk:
                     if not room.acquire(timeout=self.idle_timeout_s) or stop.is_set():
                         return  # the client stopped reading, or went away
-                    out = out or encoder(media, frame)
+                    out = out or encoder(media[0], frame, media[1])
                     put(out.send(frame))
             put(out.finish())
         except Exception as err:  # noqa: BLE001 -- handed to the request, which fails alone
@@ -177,6 +187,23 @@ class StreamRunner:
 
     def _count(self) -> None:
         self.latent_frames += 1
+
+    def _asked(self, control) -> list:
+        items = _drain(control)
+        self.switches += len(items)
+        return items
+
+
+def _drain(control) -> list:
+    """Every switch waiting in a ray.util.queue.Queue, without blocking."""
+    from ray.util.queue import Empty
+
+    items = []
+    while True:
+        try:
+            items.append(control.get_nowait())
+        except Empty:
+            return items
 
 
 async def open_stream(sampler, job: Job, plan: StreamPlan, media: str):
