@@ -56,6 +56,7 @@ def test_switches_and_cuts_change_the_video_after_them(engine):
 @pytest.mark.parametrize("plan, frames, field", [
     (StreamPlan(prompts=((20, "x"),)), 9, "prompts"),
     (StreamPlan(cuts=(9,)), 9, "cut_at"),
+    (StreamPlan(cuts=(0,)), 9, "cut_at"),
     (StreamPlan(1, 0), 9, "window"),
     (StreamPlan(-1, 2), 9, "sink"),
     (StreamPlan(switch="rewind"), 9, "switch"),

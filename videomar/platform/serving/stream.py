@@ -52,6 +52,8 @@ class StreamPlan:
         for where, at in [("prompts", f) for f, _ in self.prompts] + [("cut_at", f) for f in self.cuts]:
             if not 0 <= at < frames:
                 raise UserError(f"{name(where)}: frame {at} is outside the video's frames 0..{frames - 1}")
+        if 0 in self.cuts:
+            raise UserError(f"{name('cut_at')}: frame 0 is the image; a cut needs a later frame")
         if [f for f, _ in self.prompts] != sorted({f for f, _ in self.prompts}):
             raise UserError(f"{name('prompts')}: frames must increase and appear once")
         return self
@@ -77,9 +79,10 @@ def _events(engine: Engine, plan: StreamPlan) -> dict[int, tuple[str | None, str
     """latent frame -> (new prompt or None, how); a cut wins over the plan's switch there."""
     events: dict[int, tuple[str | None, str]] = {}
     for frame, prompt in plan.prompts:
-        events[max(1, latent_index(engine, frame))] = (prompt, plan.switch)
+        if frame:  # a prompt at frame 0 is the stream's first prompt, not a switch
+            events[latent_index(engine, frame)] = (prompt, plan.switch)
     for frame in plan.cuts:
-        at = max(1, latent_index(engine, frame))
+        at = latent_index(engine, frame)
         events[at] = (events.get(at, (None, ""))[0], "cut")
     return events
 

@@ -64,9 +64,6 @@ def to_stream(req: StreamRequest, limits: Limits, defaults: SamplerDefaults, mul
     """The job and plan of a stream request; RequestError naming the field when they do not fit."""
     stream_limits = limits.model_copy(update={"max_frames": limits.max_stream_frames})
     job = to_job(req, stream_limits, defaults, multiple, "", request_id)
-    cuts = [f for f in req.cut_at if f == 0]
-    if cuts:
-        raise RequestError("cut_at: frame 0 is the image; a cut needs a later frame")
     plan = StreamPlan(req.sink, req.window, tuple((p.frame, p.prompt) for p in req.prompts), tuple(req.cut_at),
                       req.switch)
     try:
