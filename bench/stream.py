@@ -7,8 +7,10 @@ Parts, all in one process, single-threaded (the figures compare policies on the 
   kv_bytes_ratio, kv_growth, speedup_long
       the tiny preset with random weights on --latent x --latent latent frames (576 tokens per
       frame at 24: the backbone's attention dominates a spatial step), sink 1, window W, cfg 1,
-      8 steps per frame, rolled out to 8 W frames. KV bytes are the cache's buffers; the speed is
-      frames/s over the last W frames of the rollout (where the rollout is 8x the window long).
+      rolled out to 8 W frames. KV bytes are the cache's buffers; the speed is frames/s over the
+      last W frames of the rollout (where it is 8x the window long), made with --steps spatial
+      steps each (64, the sampler's default; the frames before take one step each, their content
+      does not change the timing).
   max_abs_diff_within_horizon
       the same model, 2 W frames, sink_window with a window that keeps everything against full.
   digit_consistency_long_sink, digit_consistency_long_full  (with --export)
@@ -26,6 +28,7 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -49,13 +52,15 @@ def random_model(channels: int) -> VideoMAR:
     return model
 
 
-def rollout(model, cond, text, frames: int, policy: CachePolicy, timed_last: int):
-    """(cache bytes after each frame, seconds for the last ``timed_last`` frames)."""
-    settings = SampleSettings(frames, STEPS, cfg=1.0, temperature=0.9, cache=policy)
+def rollout(model, cond, text, frames: int, policy: CachePolicy, timed_last: int, steps: int):
+    """(cache bytes after each frame, seconds for the last ``timed_last`` frames). The frames
+    before those take one spatial step each: what they hold does not change the timing."""
+    settings = SampleSettings(frames, 1, cfg=1.0, temperature=0.9, cache=policy)
     session = StreamSession(model, cond, text, settings, torch.Generator().manual_seed(0))
     sizes, start = [], None
     for i in range(frames):
         if i == frames - timed_last:
+            session.s = dataclasses.replace(settings, steps=steps)
             start = time.perf_counter()
         session.next(1)
         sizes.append(session.cache.nbytes())
@@ -68,16 +73,16 @@ def policy_figures(args) -> dict:
     text = model.tokenize(["a handwritten 3 moving up and left"])
     w, long = args.window, 8 * args.window
     sink = CachePolicy("sink_window", sink=1, window=w)
-    sizes_sink, sink_s = rollout(model, cond, text, long, sink, w)
+    sizes_sink, sink_s = rollout(model, cond, text, long, sink, w, args.steps)
     print(f"sink_window: {long} frames, last {w} in {sink_s:.1f} s", flush=True)
-    sizes_full, full_s = rollout(model, cond, text, long, CachePolicy(), w)
+    sizes_full, full_s = rollout(model, cond, text, long, CachePolicy(), w, args.steps)
     print(f"full: {long} frames, last {w} in {full_s:.1f} s", flush=True)
     both = dict(frames=2 * w, steps=STEPS, cfg=1.0, temperature=0.9)
     full = generate(model, cond, text, generator=torch.Generator().manual_seed(2), **both)
     kept = generate(model, cond, text, generator=torch.Generator().manual_seed(2),
                     cache=CachePolicy("sink_window", sink=1, window=2 * w), **both)
     return {
-        "window": w, "sink": 1, "tokens_per_frame": args.latent**2, "long_frames": long,
+        "window": w, "sink": 1, "tokens_per_frame": args.latent**2, "long_frames": long, "timed_steps": args.steps,
         "kv_bytes_sink_long": sizes_sink[-1], "kv_bytes_full_long": sizes_full[-1],
         "kv_bytes_ratio": round(sizes_sink[-1] / sizes_full[-1], 4),
         "kv_growth": round(sizes_sink[-1] / sizes_sink[2 * w - 1], 4),
@@ -161,16 +166,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--window", type=int, default=4, help="window W of the policy parts (latent frames)")
     p.add_argument("--latent", type=int, default=24, help="latent height and width of the policy parts")
     p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--steps", type=int, default=64, help="spatial steps of the timed frames (the sampler's default)")
+    p.add_argument("--parts", default="policies,digits,ttff", help="which parts to run (digits, ttff need --export)")
     p.add_argument("--clips", type=int, default=8, help="held-out clips of the digit part")
     p.add_argument("--stream-frames", type=int, default=64, help="pixel frames of the ttff stream")
-    p.add_argument("--skip-digits", action="store_true", help="with --export: only the ttff part")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    result = policy_figures(args)
-    if args.export and not args.skip_digits:
+    parts = args.parts.split(",")
+    result = policy_figures(args) if "policies" in parts else {}
+    if args.export and "digits" in parts:
         result.update(digit_figures(args))
-    if args.export:
+    if args.export and "ttff" in parts:
         result.update(ttff_figures(args))
     result["bench_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result), flush=True)
