@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -204,11 +205,14 @@ class CausalVideoVAE(VideoVAE):
         export_files(directory, lambda path: save_file(state, path), self.config_dict())
 
 
+_STREAMING = threading.Lock()
+
+
 class StreamDecoder:
     """Decodes a latent stream chunk by chunk, never re-decoding a frame: every causal
     convolution keeps the last frames of its input from the previous chunk. The chunks' pixels
-    joined equal the whole clip's decoding. Not for concurrent use of one VAE from two threads
-    (the state is set on the decoder's modules for the duration of a call)."""
+    joined equal the whole clip's decoding. The state is set on the decoder's modules for the
+    duration of a call, so calls of all stream decoders take turns (streams run on threads)."""
 
     def __init__(self, vae: CausalVideoVAE):
         self.vae = vae
@@ -218,10 +222,11 @@ class StreamDecoder:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """The next latent frames [B, C, T', H', W'] (unscaled) -> their pixels [B, 3, T, H, W]."""
         streaming = [m for m in self.vae.decoder.modules() if isinstance(m, (CausalConv3d, Upsample))]
-        for m in streaming:
-            m.stream = self.state
-        try:
-            return self.vae.decode(latents)
-        finally:
+        with _STREAMING:
             for m in streaming:
-                m.stream = None
+                m.stream = self.state
+            try:
+                return self.vae.decode(latents)
+            finally:
+                for m in streaming:
+                    m.stream = None
