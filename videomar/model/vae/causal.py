@@ -23,25 +23,25 @@ LOGVAR_RANGE = (-30.0, 20.0)
 
 
 class CausalConv3d(nn.Module):
-    """3D convolution padded in time only at the front (with copies of the first frame). While
-    streaming (``stream`` is a dict), a chunk is padded with the last input frames of the chunk
-    before it instead, so chunk-by-chunk outputs join into the whole-clip output."""
+    """3D convolution padded in time only at the front (with copies of the first frame). While a
+    StreamDecoder decodes on this thread, a chunk is padded with the last input frames of the
+    chunk before it instead, so chunk-by-chunk outputs join into the whole-clip output."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: tuple[int, int] = (1, 1)):
         super().__init__()
         self.time_pad = kernel - 1
-        self.stream: dict | None = None
         self.conv = nn.Conv3d(cin, cout, kernel, stride=(stride[0], stride[1], stride[1]),
                               padding=(0, kernel // 2, kernel // 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W]
         if self.time_pad:
-            before = None if self.stream is None else self.stream.get(id(self))
+            stream = _streaming()
+            before = None if stream is None else stream.get(id(self))
             if before is None:
                 before = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
             x = torch.cat([before, x], dim=2)
-            if self.stream is not None:
-                self.stream[id(self)] = x[:, :, -self.time_pad:]  # [B, C, time_pad, H, W]
+            if stream is not None:
+                stream[id(self)] = x[:, :, -self.time_pad:]  # [B, C, time_pad, H, W]
         return self.conv(x)
 
 
@@ -76,15 +76,15 @@ class Upsample(nn.Module):
     def __init__(self, channels: int, cout: int, time: bool, space: bool):
         super().__init__()
         self.time, self.space = time, space
-        self.stream: dict | None = None
         self.conv = CausalConv3d(channels, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.time:
-            started = self.stream is not None and self.stream.setdefault(id(self), False)
+            stream = _streaming()
+            started = stream is not None and stream.setdefault(id(self), False)
             x = x.repeat_interleave(2, dim=2)[:, :, (0 if started else 1):]  # only the clip's frame 0 stays single
-            if self.stream is not None:
-                self.stream[id(self)] = True
+            if stream is not None:
+                stream[id(self)] = True
         if self.space:
             b, c, t, h, w = x.shape
             x = F.interpolate(x.transpose(1, 2).reshape(b * t, c, h, w), scale_factor=2, mode="nearest")
@@ -205,14 +205,18 @@ class CausalVideoVAE(VideoVAE):
         export_files(directory, lambda path: save_file(state, path), self.config_dict())
 
 
-_STREAMING = threading.Lock()
+_THREAD = threading.local()  # .stream: the state of the StreamDecoder decoding on this thread
+
+
+def _streaming() -> dict | None:
+    return getattr(_THREAD, "stream", None)
 
 
 class StreamDecoder:
     """Decodes a latent stream chunk by chunk, never re-decoding a frame: every causal
     convolution keeps the last frames of its input from the previous chunk. The chunks' pixels
-    joined equal the whole clip's decoding. The state is set on the decoder's modules for the
-    duration of a call, so calls of all stream decoders take turns (streams run on threads)."""
+    joined equal the whole clip's decoding. The state is the calling thread's, so streams on
+    other threads, and plain decodes, share the VAE safely."""
 
     def __init__(self, vae: CausalVideoVAE):
         self.vae = vae
@@ -221,12 +225,8 @@ class StreamDecoder:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """The next latent frames [B, C, T', H', W'] (unscaled) -> their pixels [B, 3, T, H, W]."""
-        streaming = [m for m in self.vae.decoder.modules() if isinstance(m, (CausalConv3d, Upsample))]
-        with _STREAMING:
-            for m in streaming:
-                m.stream = self.state
-            try:
-                return self.vae.decode(latents)
-            finally:
-                for m in streaming:
-                    m.stream = None
+        _THREAD.stream = self.state
+        try:
+            return self.vae.decode(latents)
+        finally:
+            _THREAD.stream = None
