@@ -6,9 +6,11 @@ The body is /v1/generate's plus the stream's plan: ``sink``, ``window`` (omitted
 frame), ``prompts`` ([{"frame": F, "prompt": "..."}]: prompt changes at pixel frames), ``cut_at``
 (pixel frames where a new scene starts) and ``switch`` (how a prompt change applies: recache,
 flush or cut). Limits (serve spec): ``max_stream_frames`` per stream, ``max_streams`` at once per
-sampler replica (more get 429), ``stream_idle_timeout_s`` (a client that reads nothing for that
-long loses its stream). A client that disconnects stops its stream: the replica finishes the
-frame in hand, closes the session and frees its cache.
+sampler replica (more get 429), ``stream_idle_timeout_s`` (a replica stops a stream whose frames
+nobody takes for that long). A client that disconnects stops its stream: the replica finishes the
+frame in hand, closes the session and frees its cache. Serve passes frames on as they come, so
+a client that stops reading without disconnecting is bounded by ``max_stream_frames``, not by
+the idle timeout.
 """
 
 from __future__ import annotations

@@ -78,8 +78,8 @@ class Limits(Section):
                                    "included")
     max_streams: int = Field(default=4, ge=1, description="streams running at once per sampler replica; "
                              "more get 429 with Retry-After")
-    stream_idle_timeout_s: float = Field(default=30.0, gt=0, description="a stream whose client reads "
-                                         "nothing for this long is stopped")
+    stream_idle_timeout_s: float = Field(default=30.0, gt=0, description="a replica stops a stream whose "
+                                         "frames nobody takes for this long (a disconnect stops it at once)")
 
 
 class StorageSection(Section):
