@@ -166,3 +166,24 @@ def test_the_causal_vae_decodes_a_stream_chunk_by_chunk(compression):
     parts = [stream.decode(latents[:, :, a:b]) for a, b in ((0, 1), (1, 3), (3, 4), (4, 6))]
     assert [p.shape[2] for p in parts] == [1, 2 * compression, compression, 2 * compression]
     assert (torch.cat(parts, dim=2) - whole).abs().max().item() <= 1e-5
+
+
+def one_session(model, prompt, seed, cfg, policy=SINK_WINDOW):
+    settings = SampleSettings(8, steps=3, cfg=cfg, temperature=0.9, cache=policy)
+    return StreamSession(model, cond(1, seed), text(model, prompt), settings, torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("cfg", [1.0, 2.0])
+def test_sessions_stepped_together_make_their_own_frames(model, cfg):
+    from videomar.model.batched import next_together
+
+    specs = [("a 3 moving left", 1, cfg), ("a much longer prompt about a 5 moving up", 2, cfg)]
+    alone = [one_session(model, *spec) for spec in specs]
+    together = [one_session(model, *spec) for spec in specs]
+    for _ in range(4):  # past sink + window: the ring has turned
+        mine = [s.next(1) for s in alone]
+        for a, b in zip(mine, next_together(together)):
+            assert (a - b).abs().max().item() <= 1e-5
+    assert together[0].cache.retained_frames() == alone[0].cache.retained_frames() == [0, 3, 4]
+    with pytest.raises(ValueError, match="cannot step together"):
+        next_together([together[0], one_session(model, "a 1", 3, cfg, CachePolicy())])
