@@ -4,9 +4,11 @@ flags of ``videomar generate``."""
 from __future__ import annotations
 
 import base64
+import io
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.support.tiny_export import write_tiny_export
 from tests.support.videos import decode_mp4, png_b64
@@ -126,3 +128,24 @@ def test_a_replica_stream_encodes_fragmented_mp4_or_images(engine, media):
         assert decode_mp4(data).shape == (9, 32, 32, 3)
     else:
         assert data.count(b"Content-Type: image/jpeg") == 9 and data.endswith(b"--videomar-frame--\r\n")
+
+
+def test_concurrent_replica_streams_advance_in_batched_steps(engine):
+    import asyncio
+
+    from videomar.platform.serving.streams import StreamRunner
+
+    runner = StreamRunner(engine, max_streams=2, idle_timeout_s=20)
+    jobs = [job(engine, frames=17, seed=1), job(engine, frames=17, seed=2)]
+
+    async def both():
+        async def one(j):
+            return [p async for p in runner.run(j, StreamPlan(1, 2), "image/png")]
+        return await asyncio.gather(*(one(j) for j in jobs))
+
+    together = asyncio.run(both())
+    assert runner.stats()["batched_steps"].get("2", 0) >= 2  # most steps made both streams' frames
+    for j, parts in zip(jobs, together):
+        alone = np.concatenate(list(stream_video(engine, j, StreamPlan(1, 2))))
+        images = [np.asarray(Image.open(io.BytesIO(p.split(b"\r\n\r\n", 1)[1]))) for p in parts[:-1]]
+        assert np.abs(np.stack(images).astype(int) - alone.astype(int)).max() <= 1

@@ -90,11 +90,13 @@ def _events(engine: Engine, plan: StreamPlan) -> dict[int, tuple[str | None, str
 @torch.no_grad()
 def stream_video(engine: Engine, job: Job, plan: StreamPlan,
                  progress: Callable[[int, int], None] | None = None,
-                 control: Callable[[], list[tuple[str | None, str]]] | None = None) -> Iterator[np.ndarray]:
+                 control: Callable[[], list[tuple[str | None, str]]] | None = None,
+                 step: Callable[[StreamSession], torch.Tensor] | None = None) -> Iterator[np.ndarray]:
     """The video of ``job`` as it is made: chunks of uint8 frames [T, H, W, 3] (frame 0 first),
     ``job.frames`` frames in all. ``progress(done, total)`` is called after each chunk;
     ``control()``, before each generated frame, returns the switches asked for meanwhile:
-    (new prompt or None, how), applied in order after the plan's."""
+    (new prompt or None, how), applied in order after the plan's. ``step(session)`` makes the
+    session's next latent frame (default ``session.next(1)``; a server batches streams there)."""
     total = engine.latent_frames_to_generate(job.frames)
     initial = [p for f, p in plan.prompts if latent_index(engine, f) == 0]
     prompt = initial[-1] if initial else job.prompt
@@ -112,7 +114,7 @@ def stream_video(engine: Engine, job: Job, plan: StreamPlan,
             for new, how in asked + (control() if control is not None and latent else []):
                 prompt = new if new is not None else prompt
                 session.switch(engine.model.tokenize([prompt]), how)
-            chunk = cond if latent == 0 else session.next(1)  # [1, C, 1, H', W']
+            chunk = cond if latent == 0 else (step(session) if step else session.next(1))  # [1, C, 1, H', W']
             pixels = decoder.decode(chunk / engine.vae.scale).clamp(-1.0, 1.0)[0]  # [3, t, H, W]
             frames = to_uint8_frames(pixels)[: job.frames - sent]
             sent += len(frames)

@@ -27,6 +27,7 @@ from videomar.artifacts.fmp4 import FragmentedMp4
 from videomar.errors import UserError
 from videomar.platform.serving.engine import Engine, Job
 from videomar.platform.serving.requests import GenerateRequest, RequestError, to_job
+from videomar.platform.serving.stepper import Stepper
 from videomar.platform.serving.stream import StreamPlan, stream_video
 from videomar.platform.specs.serve import Limits, SamplerDefaults
 
@@ -126,10 +127,12 @@ class StreamRunner:
         self.latent_frames = 0  # made by every stream so far (each stream's frame 0 counted)
         self.stopped = 0  # streams stopped before their end (disconnect, idle client)
         self.switches = 0  # switches that came while streams ran (WebSocket), applied
+        self.stepper = Stepper()  # concurrent streams of one shape advance in one batched step
 
     def stats(self) -> dict:
         return {"active": self.active, "latent_frames_made": self.latent_frames, "stopped_early": self.stopped,
-                "live_switches": self.switches}
+                "live_switches": self.switches,
+                "batched_steps": {str(k): v for k, v in sorted(self.stepper.sizes.items())}}
 
     async def run(self, job: Job, plan: StreamPlan, media: str, control=None, bare: bool = False
                   ) -> AsyncIterator[bytes]:
@@ -139,6 +142,7 @@ class StreamRunner:
         if self.active >= self.max_streams:
             raise StreamsBusy(self.max_streams)
         self.active += 1
+        self.stepper.joined(1)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         room = threading.Semaphore(AHEAD)  # frames made and not yet read
@@ -160,13 +164,14 @@ class StreamRunner:
             stop.set()
             room.release(AHEAD)  # a producer waiting for room sees the stop at once
             self.active -= 1
+            self.stepper.joined(-1)
             self.stopped += 0 if done else 1
 
     def _make(self, job, plan, media, control, queue, room, stop, loop) -> None:
         """The producer thread: frames into the queue, None at the end or an exception."""
         put = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
         asked = (lambda: self._asked(control)) if control is not None else None
-        frames = stream_video(self.engine, job, plan, lambda done, total: self._count(), asked)
+        frames = stream_video(self.engine, job, plan, lambda done, total: self._count(), asked, self.stepper.next)
         out = None
         try:
             for chunk in frames:
