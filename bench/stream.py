@@ -1,7 +1,7 @@
 """Streaming generation: what the sink_window cache policy saves against keeping every frame,
 and what it does to a trained model's long rollouts.
 
-    python -m bench.stream [--export DIR] [--window 4] [--latent 24] [--clips 8]
+    python -m bench.stream [--export DIR] [--window 4] [--latent 24] [--clips 4] [--steps 64]
 
 Parts, all in one process, single-threaded (the figures compare policies on the same thread):
   kv_bytes_ratio, kv_growth, speedup_long
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--steps", type=int, default=64, help="spatial steps of the timed frames (the sampler's default)")
     p.add_argument("--parts", default="policies,digits,ttff", help="which parts to run (digits, ttff need --export)")
-    p.add_argument("--clips", type=int, default=8, help="held-out clips of the digit part")
+    p.add_argument("--clips", type=int, default=4, help="held-out clips of the digit part")
     p.add_argument("--stream-frames", type=int, default=64, help="pixel frames of the ttff stream")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
