@@ -95,7 +95,8 @@ def test_a_disconnect_stops_the_work_and_frees_the_slot(url):
     before = streams(url)
     r = requests.post(f"{url}/v1/streams", json=body(frames=LONG, steps=16, window=2), headers=AUTH, stream=True,
                       timeout=60)
-    next(parts(r))
+    got = parts(r)  # kept: a generator dropped here would close the connection
+    next(got)
     busy = requests.post(f"{url}/v1/streams", json=body(), headers=AUTH, timeout=60)
     assert busy.status_code == 429 and busy.json()["error"].startswith("streams:")  # max_streams is 1
     r.close()
