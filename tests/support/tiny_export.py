@@ -19,11 +19,18 @@ VAE = VAEConfig(latent_channels=4, base_channels=8, max_channels=16, temporal_co
 MODEL_OVERRIDES = {"latent_channels": 4, "head": {"sample_steps": 4}}
 
 
-def write_tiny_export(uri: str, seed: int = 0, preset: str = "tiny", overrides: dict | None = None) -> str:
-    """Random weights (seeded), a small causal VAE, config.json, COMPLETE: returns ``uri``."""
+def write_tiny_export(uri: str, seed: int = 0, preset: str = "tiny", overrides: dict | None = None,
+                      noisy: bool = False) -> str:
+    """Random weights (seeded), a small causal VAE, config.json, COMPLETE: returns ``uri``.
+    ``noisy``: every weight random, so samples depend on the backbone (the initialisation
+    zeroes the head's output, which makes them ignore it)."""
     torch.manual_seed(seed)
     config = model_config(preset, **(overrides or MODEL_OVERRIDES))
     model = build_model(config)
+    if noisy:
+        with torch.no_grad():
+            for param in model.parameters():
+                param.normal_(0, 0.1)
     vae = CausalVideoVAE(VAE).eval()
     frames = 1 + 2 * VAE.temporal_compression
     with tempfile.TemporaryDirectory() as vae_dir:

@@ -50,7 +50,7 @@ def test_same_seed_same_video_other_seed_other_video(model):
     assert not torch.equal(run(model, "kv_cache", seed=5), run(model, "kv_cache", seed=6))
 
 
-def test_backbone_calls_and_linear_cache_growth(model, monkeypatch):
+def test_backbone_calls_and_a_cache_allocated_once(model, monkeypatch):
     calls, lengths, sizes = [], [], []
     original = model.backbone
 
@@ -71,7 +71,8 @@ def test_backbone_calls_and_linear_cache_growth(model, monkeypatch):
     assert all(tokens == n for _, tokens in step_calls)  # each step runs only the current frame
     assert len(writes) == 1 + frames  # prefill + one append per generated frame
     assert lengths == [n * (i + 1) for i in range(frames + 1)]
-    assert all(s == sizes[0] * (i + 1) for i, s in enumerate(sizes))
+    # The buffer for the whole video is allocated at the first write, never reallocated per frame.
+    assert len(set(sizes)) == 1 and sizes[0] > 0
 
 
 def test_token_by_token_decides_one_token_per_step(model, monkeypatch):

@@ -32,12 +32,14 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x, cos, sin, mask, past):
-        """x [B, S, D]; past (k, v) [B, heads, P, hd] or None.
-        Returns (out [B, S, D], (k, v) of the current tokens [B, heads, S, hd])."""
+        """x [B, S, D]; past (k rotated, v) [B, heads, P, hd] or None.
+        Returns (out [B, S, D], (k, v) of the current tokens [B, heads, S, hd]), k *before* its
+        rotary embedding: the cache rotates it at whatever position it re-bases the frame to."""
         q, k, v = rearrange(self.qkv(x), "b s (three h d) -> three b h s d", three=3, h=self.heads)
         q = apply_rope(self.q_norm(q), cos, sin, self.rope_slices)
-        k = apply_rope(self.k_norm(k), cos, sin, self.rope_slices)
-        k_all, v_all = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+        k = self.k_norm(k)
+        k_rot = apply_rope(k, cos, sin, self.rope_slices)
+        k_all, v_all = (k_rot, v) if past is None else (torch.cat([past[0], k_rot], 2), torch.cat([past[1], v], 2))
         out = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # [B, h, S, hd]
         return self.proj(rearrange(out, "b h s d -> b s (h d)")), (k, v)
 

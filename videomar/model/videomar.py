@@ -10,7 +10,7 @@ from torch import nn
 from videomar.errors import ConfigError
 from videomar.model.attention import block_causal_mask
 from videomar.model.blocks import Block
-from videomar.model.cache import KVCache
+from videomar.model.cache import CachePolicy, KVCache
 from videomar.model.config import ModelConfig
 from videomar.model.diffloss import DiffusionHead
 from videomar.model.masking import sample_target_frames, sample_token_mask
@@ -85,18 +85,28 @@ class VideoMAR(nn.Module):
     def backbone(self, h, pos, text: TextContext, cache: KVCache | None = None, write: bool = False):
         """h [B, S, D] token embeddings at integer positions pos [S, 3] (t, y, x) -> z [B, S, D].
 
-        With a cache, tokens also attend to every cached token (earlier, finished frames); with
-        write=True their keys/values are appended to it.
+        With a cache, tokens also attend to every cached token (the retained finished frames, at
+        the cache's re-based positions: pos's t must continue from cache.next_position); with
+        write=True their keys/values are written to it (the policy may evict older frames).
         """
         cos, sin = self.rope(pos)
         past = cache.length if cache is not None else 0
         mask = block_causal_mask(pos[:, 0], past)
+        if write:
+            cache.begin(pos)
         for i, block in enumerate(self.blocks):
             prior = cache.get(i) if cache is not None else None
             h, (k, v) = block(h, cos, sin, mask, prior, text.kv(i, block), text.mask)
             if write:
-                cache.append(i, k, v)
+                cache.write(i, k, v)
+        if write:
+            cache.end()
         return self.norm(h)
+
+    def new_cache(self, policy: CachePolicy | None = None, capacity: int = 0) -> KVCache:
+        """An empty temporal KV cache for this model; ``capacity`` frames are allocated at the
+        first write (a full cache doubles when it outgrows them)."""
+        return KVCache(self.config.depth, policy, self.rope, capacity)
 
     def embed_tokens(self, tokens: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:
         """tokens [B, S, c] -> [B, S, D]; positions where masked [B, S] is true become mask_token."""

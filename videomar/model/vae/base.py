@@ -36,6 +36,12 @@ class VideoVAE(nn.Module, ABC):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents [B, C, T', H', W'] (unscaled) -> pixels [B, 3, T, H, W] in [-1, 1]."""
 
+    def stream_decoder(self):
+        """An object whose ``decode(latents)`` decodes a latent stream chunk by chunk, each call
+        the next latent frames. This default decodes each chunk alone, which is exact for VAEs
+        that decode every latent frame on its own; VAEs with temporal state override it."""
+        return self
+
     @abstractmethod
     def export(self, directory: str) -> None:
         """Write weights (safetensors) and config.json so that load_vae(directory) restores it."""

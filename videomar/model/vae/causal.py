@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,9 @@ LOGVAR_RANGE = (-30.0, 20.0)
 
 
 class CausalConv3d(nn.Module):
-    """3D convolution padded in time only at the front (with copies of the first frame)."""
+    """3D convolution padded in time only at the front (with copies of the first frame). While a
+    StreamDecoder decodes on this thread, a chunk is padded with the last input frames of the
+    chunk before it instead, so chunk-by-chunk outputs join into the whole-clip output."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: tuple[int, int] = (1, 1)):
         super().__init__()
@@ -32,8 +35,13 @@ class CausalConv3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W]
         if self.time_pad:
-            first = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
-            x = torch.cat([first, x], dim=2)
+            stream = _streaming()
+            before = None if stream is None else stream.get(id(self))
+            if before is None:
+                before = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+            x = torch.cat([before, x], dim=2)
+            if stream is not None:
+                stream[id(self)] = x[:, :, -self.time_pad:]  # [B, C, time_pad, H, W]
         return self.conv(x)
 
 
@@ -72,7 +80,11 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.time:
-            x = x.repeat_interleave(2, dim=2)[:, :, 1:]
+            stream = _streaming()
+            started = stream is not None and stream.setdefault(id(self), False)
+            x = x.repeat_interleave(2, dim=2)[:, :, (0 if started else 1):]  # only the clip's frame 0 stays single
+            if stream is not None:
+                stream[id(self)] = True
         if self.space:
             b, c, t, h, w = x.shape
             x = F.interpolate(x.transpose(1, 2).reshape(b * t, c, h, w), scale_factor=2, mode="nearest")
@@ -167,6 +179,9 @@ class CausalVideoVAE(VideoVAE):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.decoder(latents).clamp(-1.0, 1.0)
 
+    def stream_decoder(self) -> "StreamDecoder":
+        return StreamDecoder(self)
+
     def reconstruction_loss(self, pixels: torch.Tensor, generator: torch.Generator | None = None
                             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training objective: per-pixel MSE of a posterior sample's decoding + kl_weight * KL.
@@ -188,3 +203,30 @@ class CausalVideoVAE(VideoVAE):
     def export(self, directory: str) -> None:
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
         export_files(directory, lambda path: save_file(state, path), self.config_dict())
+
+
+_THREAD = threading.local()  # .stream: the state of the StreamDecoder decoding on this thread
+
+
+def _streaming() -> dict | None:
+    return getattr(_THREAD, "stream", None)
+
+
+class StreamDecoder:
+    """Decodes a latent stream chunk by chunk, never re-decoding a frame: every causal
+    convolution keeps the last frames of its input from the previous chunk. The chunks' pixels
+    joined equal the whole clip's decoding. The state is the calling thread's, so streams on
+    other threads, and plain decodes, share the VAE safely."""
+
+    def __init__(self, vae: CausalVideoVAE):
+        self.vae = vae
+        self.state: dict = {}
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """The next latent frames [B, C, T', H', W'] (unscaled) -> their pixels [B, 3, T, H, W]."""
+        _THREAD.stream = self.state
+        try:
+            return self.vae.decode(latents)
+        finally:
+            _THREAD.stream = None

@@ -45,6 +45,20 @@ def register(sub) -> None:
     p.add_argument("--cfg", type=float, help=f"guidance scale, 1 disables (default {default['cfg']})")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: progressive 0.95->0.90)")
     p.add_argument("--seed", type=int, help=f"random seed (default {default['seed']})")
+    s = p.add_argument_group("streaming", "long videos made frame by frame: a bounded cache, prompt changes, cuts "
+                             "(FRAME counts pixel frames, the image is frame 0)")
+    s.add_argument("--sink", type=int, default=1, metavar="S",
+                   help="first latent frames kept as the attention sink; they survive every switch (default 1)")
+    s.add_argument("--window", type=int, metavar="W",
+                   help="keep only the last W latent frames besides the sink: constant memory for any length "
+                        "(default: keep every frame). Keep sink + window + 1 within the frames the model trained on")
+    s.add_argument("--prompts", metavar="\"F:PROMPT;F:PROMPT\"",
+                   help="prompt changes, e.g. \"0:a 3 moving left;60:a 3 moving up\" (frame 0 replaces --prompt)")
+    s.add_argument("--switch", default="recache", choices=["recache", "flush", "cut"],
+                   help="how a prompt change applies: recompute the kept frames under it (recache, default), "
+                        "keep only the sink and the last frame (flush), or start a new scene (cut)")
+    s.add_argument("--cut-at", type=int, action="append", default=[], metavar="F",
+                   help="start a new scene at this frame: it sees only the sink (repeatable)")
 
 
 def serve_spec_from_args(args):
@@ -106,8 +120,36 @@ def cmd_generate(args) -> int:
     image = image_from_bytes(raw, f"--image {args.image}", None, engine.spatial_multiple)
     job = Job(image=image, prompt=args.prompt, frames=s.frames, steps=s.steps, cfg=s.cfg,
               temperature=s.temperature, seed=s.seed)
-    frames = engine.run([job])[0]
+    frames = _streamed(engine, job, args) if _streaming(args) else engine.run([job])[0]
     written = write_outputs(frames, args.out)  # OUT.mp4, OUT.gif, OUT.png
     print(f"wrote {written['mp4']} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}), "
           f"{written['gif']}, {written['png']}")
     return 0
+
+
+def _streaming(args) -> bool:
+    return args.window is not None or bool(args.prompts) or bool(args.cut_at) or args.sink != 1
+
+
+def _streamed(engine, job, args):
+    """The video made frame by frame (platform/serving/stream.py), with progress on stderr."""
+    import sys
+
+    import numpy as np
+
+    from videomar.platform.serving.stream import StreamPlan, parse_prompts, stream_video, trained_horizon
+
+    prompts = parse_prompts(args.prompts) if args.prompts else ()
+    plan = StreamPlan(args.sink, args.window, prompts, tuple(args.cut_at), args.switch)
+    plan.check(job.frames, lambda field: "--" + field.replace("_", "-"))
+    horizon = trained_horizon(engine)
+    if args.window is not None and horizon and args.sink + args.window + 1 > horizon:
+        print(f"note: sink + window + 1 = {args.sink + args.window + 1} latent frames exceeds the "
+              f"{horizon} the model trained on", file=sys.stderr)
+    step = max(1, job.frames // 20)
+
+    def progress(done: int, total: int) -> None:
+        if done in (1, total) or done // step != (done - 1) // step:
+            print(f"frames {done}/{total}", file=sys.stderr, flush=True)
+
+    return np.concatenate(list(stream_video(engine, job, plan, progress)))

@@ -8,6 +8,7 @@ configured):
                            the image included), ``prompt``, ``seed``, ``cfg``, ``temperature``,
                            ``steps``. Answers the MP4 itself when the client accepts video/mp4,
                            else JSON with the base64 MP4 and its metadata.
+  POST /v1/streams         a video sent as it is made (streams.py; WebSocket: stream_socket.py).
   POST /v1/batches         many inputs; one MP4 per input written under the storage root; 202 + id.
   GET  /v1/batches/{id}    status, progress, output URIs, per-input errors.
   GET  /v1/model           preset, trained frames and resolution, units, limits, batching stats.
@@ -26,7 +27,7 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
@@ -38,6 +39,8 @@ from videomar.platform.serving.batches import (
 from videomar.platform.serving.bodies import parse_json, read_body
 from videomar.platform.serving.engine import Engine, Job, answer, log
 from videomar.platform.serving.requests import BatchRequest, GenerateRequest, RequestError, to_job, validate
+from videomar.platform.serving.stream_socket import serve_socket
+from videomar.platform.serving.streams import StreamRequest, StreamRunner, media_type, open_stream, to_stream
 from videomar.platform.specs.serve import Limits, SamplerDefaults, ServeSpec
 from videomar.ray_env import gpus_per_worker
 from videomar.artifacts.export import check_complete
@@ -81,8 +84,9 @@ async def _request_error(request: Request, err: RequestError) -> JSONResponse:
 class Sampler:
     """One replica: the export loaded once; batched generation; batch-size statistics."""
 
-    def __init__(self, export: str, max_batch_size: int, batch_wait_timeout_s: float):
+    def __init__(self, export: str, max_batch_size: int, batch_wait_timeout_s: float, limits: Limits):
         self.engine = Engine.load(export)
+        self.streams = StreamRunner(self.engine, limits.max_streams, limits.stream_idle_timeout_s)
         self.batch_sizes: Counter = Counter()  # requests per @serve.batch call
         self.call_sizes: Counter = Counter()  # rows per sampler call
         self.generate_batch.set_max_batch_size(max_batch_size)
@@ -100,6 +104,7 @@ class Sampler:
                 "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
                 "sampler_call_sizes": {str(k): v for k, v in sorted(self.call_sizes.items())},
                 "requests": sum(k * v for k, v in self.batch_sizes.items()),
+                "streams": self.streams.stats(),
             },
         }
 
@@ -119,6 +124,10 @@ class Sampler:
     async def generate(self, job: Job) -> dict:
         await self.sampler_free.wait()
         return await self.generate_batch(job)
+
+    async def stream(self, job: Job, plan, media: str, control=None, bare: bool = False):
+        async for item in self.streams.run(job, plan, media, control, bare):  # /v1/streams, frame by frame
+            yield item
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,17 @@ class Api:
             return Response(content=out["video"], media_type=VIDEO_MP4, headers=headers)
         return JSONResponse({**meta, "media_type": VIDEO_MP4, "video": base64.b64encode(out["video"]).decode()})
 
+    @app.post("/v1/streams")
+    async def streams(self, request: Request) -> Response:
+        self._guard(request)
+        req = validate(StreamRequest, await self._body(request))
+        job, plan = to_stream(req, self.s.limits, self.s.defaults, await self._multiple(), request.state.request_id)
+        return await open_stream(self.sampler, job, plan, media_type(request.headers.get("accept", "")))
+
+    @app.websocket("/v1/streams")
+    async def stream_socket(self, websocket: WebSocket) -> None:
+        await serve_socket(websocket, self)
+
     @app.post("/v1/batches", status_code=202)
     async def create_batch(self, request: Request) -> JSONResponse:
         self._guard(request)
@@ -246,7 +266,7 @@ def build_app(spec: ServeSpec, token: TokenCheck | None = None):
         max_ongoing_requests=d.max_ongoing_requests,
         ray_actor_options={"num_cpus": r.cpus_per_worker, "num_gpus": gpus_per_worker(r.gpus_per_worker)},
         **scaling,
-    ).bind(storage.absolute(spec.export), d.max_batch_size, d.batch_wait_timeout_s)
+    ).bind(storage.absolute(spec.export), d.max_batch_size, d.batch_wait_timeout_s, spec.limits)
     settings = ApiSettings(
         limits=spec.limits, defaults=spec.defaults, storage_root=storage.absolute(spec.storage.root),
         token=token or TokenCheck.from_config(spec.auth), max_batch_size=d.max_batch_size,

@@ -74,6 +74,12 @@ class Limits(Section):
     max_body_bytes: int = Field(default=16 * 2**20, ge=1024, description="request body, counted as it arrives")
     max_running_batches: int = Field(default=4, ge=1, description="POST /v1/batches running at once per "
                                      "ingress replica; more get 429 with Retry-After")
+    max_stream_frames: int = Field(default=1024, ge=2, description="pixel frames per POST /v1/streams, image "
+                                   "included")
+    max_streams: int = Field(default=4, ge=1, description="streams running at once per sampler replica; "
+                             "more get 429 with Retry-After")
+    stream_idle_timeout_s: float = Field(default=30.0, gt=0, description="a replica stops a stream whose "
+                                         "frames nobody takes for this long (a disconnect stops it at once)")
 
 
 class StorageSection(Section):
