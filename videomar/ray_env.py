@@ -26,6 +26,13 @@ def ensure_ray(num_cpus: int | None = None, min_cpus: float = 0) -> None:
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
 
 
+def connected() -> bool:
+    """Ray is connected in this process (without importing it when it is not)."""
+    import sys
+
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
 def cluster_cpus() -> float:
     """CPUs the connected cluster has now (an autoscaling cluster may add more later)."""
     import ray

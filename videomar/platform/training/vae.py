@@ -89,7 +89,8 @@ def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
                               s3_workers=storage.is_s3(where))
         loop_config = {"train": spec.train.model_dump(), "vae": config, "init": ray.put(initial),
                        "frames": ray.put(frames), "hooks": tuple(hooks)}
-        result = core.fit(train_worker, loop_config, spec.resources, place)
+        result = core.fit(train_worker, loop_config, spec.resources, place, f"train the VAE {spec.name}",
+                          spec.train.steps)
         if result.checkpoint is None:
             raise RuntimeError(f"train-vae {spec.name}: training finished without its final weights")
         with result.checkpoint.as_directory() as directory:
