@@ -55,9 +55,10 @@ class Session:
         if self.capture:  # the log tells the whole story
             print(line, flush=True)
 
-    def failed(self, why: str) -> None:
+    def failed(self, why: str, tail: list[str] | None = None) -> None:
         self.say(f"failed: {why}")
-        tail = relevant_tail(self.log_path) if self.capture else []
+        if tail is None:
+            tail = relevant_tail(self.log_path) if self.capture else []
         if tail:
             self.say("last lines of the log:")
             for line in tail:
@@ -147,8 +148,10 @@ def session(name: str, workdir: str | Path | None = None, capture: bool = True) 
     except Exception as err:
         if verbose:
             raise
-        traceback.print_exc()  # into the log
-        current.failed(reason(err))
+        # What led to it, read before the traceback (which repeats the reason) joins the log.
+        tail = relevant_tail(current.log_path) if current.capture else []
+        traceback.print_exc()
+        current.failed(reason(err), tail)
         raise JobFailed(reason(err)) from err
     finally:
         if current.capture and not ray_before and connected():
