@@ -52,7 +52,9 @@ def test_quickstart_small_runs_every_step_and_leaves_a_video(tmp_path):
     assert len(lines) <= 60, output
     (log,) = (work / "logs").glob("quickstart-*.log")
     assert lines[0] == f"log: {log} (--verbose shows it all here)"
-    assert re.search(r"train quickstart-stage2: done in \S+ \(step 6/6 · loss [0-9.]+ · lr \S+ · samples/s", output)
+    for stage in ("quickstart-stage1", "quickstart-stage2"):  # rank 0's figures reached the view
+        assert re.search(rf"train {stage}: done in \S+ \(step 6/6 · loss [0-9.]+ · lr \S+ · samples/s \S+ · "
+                         r"checkpoint 6\)", output), output
     assert re.search(r"precompute quickstart-latents: done in \S+ \(videos 8/8 · clips \d+", output)
     internals = re.compile(r"RayTrainWorker|TrainController|PlacementGroupCleaner|streaming_executor|"
                            r"core_worker|raylet|deepspeed|DeepSpeed|Warning|\x1b\[")

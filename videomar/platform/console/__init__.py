@@ -48,7 +48,7 @@ class Session:
         self.log_path = log_path
         self.capture = Capture(log_path) if capture else None
         stream = self.capture.terminal if self.capture else sys.stdout
-        self.view = make_view(stream, float(os.environ.get(PROGRESS_EVERY_ENV, PLAIN_EVERY_S)))
+        self.view = make_view(stream, float(os.environ.get(PROGRESS_EVERY_ENV, PLAIN_EVERY_S)), redirect=not capture)
 
     def say(self, line: str) -> None:
         self.view.say(line)

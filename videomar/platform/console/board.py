@@ -1,8 +1,9 @@
 """Figures from inside Ray workers to the driver's live view, while they run.
 
 Rank 0 of a training run holds a ``Reporter``: each call is one clock read, and at most every
-``SEND_EVERY_S`` seconds (and on a checkpoint or the last step) one fire-and-forget call to the
-``Board``, a small Ray actor (no CPU reserved) that keeps the latest figures of each phase. The
+``SEND_EVERY_S`` seconds one fire-and-forget call to the ``Board``, a small Ray actor (no CPU
+reserved) that keeps the latest figures of each phase; at the start, on a checkpoint and at the
+last step the call waits until the board has the figures. The
 driver polls the board every ``POLL_S`` seconds and updates the phase's row. Nothing waits on the
 board: a lost update is replaced by the next one.
 """
@@ -19,6 +20,7 @@ from videomar.platform.console.view import Phase
 SEND_EVERY_S = 2.0  # between two updates from a worker
 POLL_S = 1.0  # between two reads of the board by the driver
 BOARD_NAME = "videomar-console-board"
+WAIT_S = 10.0  # the longest a worker waits for the board (on a checkpoint, the last step, the start)
 
 
 class Board:
@@ -49,11 +51,20 @@ class Reporter:
         return time.monotonic() - self.sent_at >= SEND_EVERY_S
 
     def __call__(self, done: float, total: float | None = None, now: bool = False, **figures: Any) -> None:
-        """Report the count and figures; sent only every SEND_EVERY_S unless ``now``."""
+        """Report the count and figures; sent only every SEND_EVERY_S unless ``now``. ``now``
+        also waits until the board has them (a checkpoint, the last step: the worker may be
+        stopped right after, and a call still queued in it would be lost)."""
         if not (now or self.due()):
             return
         self.sent_at = time.monotonic()
-        self.board.put.remote(self.key, done, total, figures)
+        sent = self.board.put.remote(self.key, done, total, figures)
+        if now:
+            import ray
+
+            try:
+                ray.get(sent, timeout=WAIT_S)
+            except Exception:  # the view is best effort: a slow board never fails the job
+                pass
 
 
 def _board():

@@ -118,7 +118,7 @@ class PlainView:
 class RichView:
     """The live view on a terminal: rich's Progress, one row per running phase."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO, redirect: bool = False):
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -126,7 +126,8 @@ class RichView:
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False, style="bold"),
                                  BarColumn(bar_width=24), TextColumn("{task.fields[summary]}", markup=False),
                                  TimeElapsedColumn(),
-                                 console=self.console, refresh_per_second=4, transient=False)
+                                 console=self.console, refresh_per_second=4, transient=False,
+                                 redirect_stdout=redirect, redirect_stderr=redirect)
         self.tasks: dict[int, Any] = {}
         self.progress.start()
         self.lock = threading.Lock()
@@ -142,9 +143,9 @@ class RichView:
             self.tasks[id(phase)] = (phase, self.progress.add_task(phase.title, total=phase.total, summary=""))
 
     def end(self, phase: Phase, ok: bool) -> None:
-        with self.lock:
+        with self.lock:  # not while the ticker updates it
             _, task = self.tasks.pop(id(phase))
-        self.progress.remove_task(task)
+            self.progress.remove_task(task)
         took = duration(time.monotonic() - phase.started)
         result = phase.summary()
         from rich.text import Text
@@ -155,15 +156,15 @@ class RichView:
     def _tick(self) -> None:
         while not self.stop.wait(0.25):
             with self.lock:
-                rows = list(self.tasks.values())
-            for phase, task in rows:
-                self.progress.update(task, completed=phase.done, total=phase.total, summary=phase.summary())
+                for phase, task in self.tasks.values():
+                    self.progress.update(task, completed=phase.done, total=phase.total, summary=phase.summary())
 
     def close(self) -> None:
         self.stop.set()
         self.progress.stop()
 
 
-def make_view(stream: TextIO, every_s: float = PLAIN_EVERY_S):
-    """The live view on a terminal, plain lines anywhere else."""
-    return RichView(stream) if stream.isatty() else PlainView(stream, every_s)
+def make_view(stream: TextIO, every_s: float = PLAIN_EVERY_S, redirect: bool = False):
+    """The live view on a terminal, plain lines anywhere else. ``redirect``: Python's prints go
+    above the live rows (when nothing else takes them: --verbose)."""
+    return RichView(stream, redirect) if stream.isatty() else PlainView(stream, every_s)

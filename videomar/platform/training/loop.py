@@ -117,6 +117,8 @@ def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resum
     nodes = _all_nodes(env)
     sampler = _sampler(plan, env) if env.rank == 0 else None
     start_step = state.step  # where this attempt began: the resumed checkpoint's step, or 0
+    if progress is not None:
+        progress(state.step, spec.schedule.steps, now=True)
     while state.step < spec.schedule.steps:
         started = time.perf_counter()
         lr = t.scheduler.get_last_lr()[0]

@@ -48,6 +48,8 @@ def train_worker(config: dict[str, Any]) -> None:
                                   weight_decay=hp["weight_decay"])
     # Two streams per rank, none shared: which clips it picks, and its posterior samples.
     progress = config.get("progress") if rank == 0 else None  # the console's Reporter, or None
+    if progress is not None:
+        progress(0, hp["steps"], now=True)
     picker = torch.Generator().manual_seed(stream_seed(hp["seed"], rank, 0, world))
     torch.manual_seed(stream_seed(hp["seed"], rank, 1, world))
     for step in range(1, hp["steps"] + 1):
