@@ -132,11 +132,9 @@ def session(name: str, workdir: str | Path | None = None, capture: bool = True) 
         yield
         return
     verbose = _enabled["verbose"]
-    folder = Path(workdir) if workdir is not None else Path(os.environ.get(LOG_DIR_ENV) or Path.cwd() / "logs")
-    log_path = (folder / "logs" if workdir is not None else folder) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     if capture and not verbose:
         _quiet_ray_data()
-    current = Session(log_path.resolve(), capture and not verbose)
+    current = Session(log_file(name, workdir), capture and not verbose)
     _current.append(current)
     if current.capture:
         current.say(f"log: {current.log_path} (--verbose shows it all here)")
@@ -158,6 +156,12 @@ def session(name: str, workdir: str | Path | None = None, capture: bool = True) 
             _stop_ray()  # while its goodbyes still go to the log
         _current.pop()
         current.close()
+
+
+def log_file(name: str, workdir: str | Path | None) -> Path:
+    """``<workdir>/logs/<name>-<time>.log``; without a work dir, under VIDEOMAR_LOG_DIR or ./logs."""
+    folder = Path(workdir) / "logs" if workdir is not None else Path(os.environ.get(LOG_DIR_ENV) or "logs")
+    return (folder / f"{name.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}.log").resolve()
 
 
 def _quiet_ray_data() -> None:
