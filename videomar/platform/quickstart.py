@@ -70,15 +70,13 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
     work.mkdir(parents=True, exist_ok=True)
     if not JOBS_DIR.is_dir():
         raise QuickstartError(f"{JOBS_DIR} is missing: run the quickstart from a source checkout of videomar")
-    progress = _Progress(total=len(STAGES) + 4)
+    progress = _Progress(total=len(STAGES) + 3)
     previous_cwd = os.getcwd()
     os.chdir(work)  # the specs' relative paths resolve against the work dir
     try:
         specs = _write_specs(work, plan)
-        with progress.step("sample videos of moving handwritten digits"):
+        with progress.step("sample videos of moving handwritten digits, start an in-process Ray"):
             _sample_videos(work, plan)
-
-        with progress.step("start an in-process Ray"):
             ensure_ray(num_cpus=max(4, os.cpu_count() or 1))
         for name in STAGES:
             spec = specs[name]
@@ -186,7 +184,6 @@ def _summary(work: Path, outputs: dict[str, Path], out: Callable[[str], None], s
     out(f"  quality per stage:  {work / 'runs'}/quickstart-stage*/export/eval.json")
     out(f"  quality summary:    {outputs['quality']}")
     out(f"  MLflow runs:        experiment 'videomar-quickstart' in {db if db.exists() else work / 'runs'}")
-    out("")
     out("Next:")
     out(f"  mlflow ui --backend-store-uri sqlite:///{db} --host 127.0.0.1   # browse the runs")
     out(f"  cd {work} && videomar serve serve.yaml                           # HTTP endpoint on 127.0.0.1:8000")

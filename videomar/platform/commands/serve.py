@@ -104,12 +104,11 @@ def cmd_generate(args) -> int:
     except OSError as err:
         raise UserError(f"--image {args.image}: {err.strerror or err}") from None
     with console.session("generate"):
-        with console.phase(f"load {args.export}"):
-            engine = Engine.load(args.export)
-        image = image_from_bytes(raw, f"--image {args.image}", None, engine.spatial_multiple)
-        job = Job(image=image, prompt=args.prompt, frames=s.frames, steps=s.steps, cfg=s.cfg,
-                  temperature=s.temperature, seed=s.seed)
         with console.phase(f"generate {s.frames} frames ({s.steps} sampling steps each)"):
+            engine = Engine.load(args.export)
+            image = image_from_bytes(raw, f"--image {args.image}", None, engine.spatial_multiple)
+            job = Job(image=image, prompt=args.prompt, frames=s.frames, steps=s.steps, cfg=s.cfg,
+                      temperature=s.temperature, seed=s.seed)
             frames = engine.run([job])[0]
         written = write_outputs(frames, args.out)  # OUT.mp4, OUT.gif, OUT.png
         console.say(f"wrote {written['mp4']} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}), "

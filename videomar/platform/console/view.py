@@ -15,8 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-# Between two plain lines of a running phase (a terminal is redrawn about four times a second).
-PLAIN_EVERY_S = 20.0
+# Between two plain lines of a running phase (a terminal is redrawn about four times a second);
+# a line that would say nothing new waits UNCHANGED_EVERY plain intervals.
+PLAIN_EVERY_S = 30.0
+UNCHANGED_EVERY = 3
 
 
 def shown(value: Any) -> str:
@@ -104,12 +106,17 @@ class PlainView:
         self.say(f"{phase.title}: {'done' if ok else 'FAILED'} in {took}" + (f" ({result})" if result else ""))
 
     def _tick(self) -> None:
+        last, last_at = "", 0.0
         while not self.stop.wait(self.every_s):
             running = list(self.phases)
             phase = running[-1] if running else None  # the innermost says the most
-            if phase is not None and time.monotonic() - phase.started >= self.every_s:
-                self.say(f"  {phase.title}: {phase.summary() or 'running'} "
-                         f"[{duration(time.monotonic() - phase.started)}]")
+            now = time.monotonic()
+            if phase is None or now - phase.started < self.every_s:
+                continue
+            line = f"  {phase.title}: {phase.summary() or 'running'}"
+            if line != last or now - last_at >= UNCHANGED_EVERY * self.every_s:
+                self.say(f"{line} [{duration(now - phase.started)}]")
+                last, last_at = line, now
 
     def close(self) -> None:
         self.stop.set()
