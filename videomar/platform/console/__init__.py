@@ -45,7 +45,7 @@ class JobFailed(Exception):
 
 class Session:
     def __init__(self, log_path: Path, capture: bool):
-        self.log_path = log_path
+        self.log_path, self.told = log_path, False
         self.capture = Capture(log_path) if capture else None
         stream = self.capture.terminal if self.capture else sys.stdout
         self.view = make_view(stream, float(os.environ.get(PROGRESS_EVERY_ENV, PLAIN_EVERY_S)), redirect=not capture)
@@ -56,7 +56,11 @@ class Session:
             print(line, flush=True)
 
     def failed(self, why: str, tail: list[str] | None = None) -> None:
+        """The reason; the first time, also the log's last relevant lines and its path."""
         self.say(f"failed: {why}")
+        if self.told:
+            return
+        self.told = True
         if tail is None:
             tail = relevant_tail(self.log_path) if self.capture else []
         if tail:
