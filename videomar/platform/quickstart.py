@@ -175,9 +175,7 @@ def _summary(work: Path, outputs: dict[str, Path], out: Callable[[str], None], s
     db = work / "runs" / "mlflow.db"
     out("")
     out(f"quickstart finished in {seconds / 60:.1f} min. Everything is under {work}")
-    out(f"  video (MP4):        {outputs['mp4']}")
-    out(f"  video (GIF):        {outputs['gif']}")
-    out(f"  contact sheet:      {outputs['png']}")
+    out(f"  video:              {outputs['mp4']} (also {outputs['gif'].name}, contact sheet {outputs['png'].name})")
     out(f"  condition frame:    {outputs['condition']}")
     out(f"  checkpoints:        {work / 'runs'}/quickstart-stage*/ (Ray Train checkpoints)")
     out(f"  final export:       {outputs['export']}")
