@@ -240,4 +240,3 @@ def test_a_stage_that_fails_shows_its_reason_and_log_path_in_the_console(ray_clu
     assert f"failed: {failed.value}" in shown and str(failed.value).strip()
     assert lines[-1] == f"full log: {log}" and "train fails: FAILED in " in shown
     assert "Traceback (most recent call last)" in log.read_text()  # the whole story is in the log
-    assert "Traceback" not in shown
