@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 # Lines of the log that say nothing about a failure (Ray's periodic status, blank lines, bars).
-_NOISE = re.compile(r"^\s*$|PlacementGroupCleaner|logging_progress\.py|Running Dataset|core_worker\.cc|"
+_NOISE = re.compile(r"^\s*$|^log: .*--verbose shows it all here|PlacementGroupCleaner|logging_progress\.py|Running Dataset|core_worker\.cc|"
                     r"real_accelerator\.py|FutureWarning|Requesting resources|Active & requested|\x1b\[[0-9;]*m\s*$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -36,17 +36,25 @@ class Capture:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
-        self.terminal: TextIO = os.fdopen(os.dup(self.saved[0]), "w", buffering=1, encoding="utf-8",
-                                          errors="replace")
+        self.terminal: TextIO = _text(os.dup(self.saved[0]))
+        # Python's own streams too, in case a caller had replaced them (a test harness's capture
+        # writes to its file, not to descriptors 1 and 2).
+        self.streams = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = _text(1, closefd=False), _text(2, closefd=False)
 
     def stop(self) -> None:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        sys.stdout, sys.stderr = self.streams
         os.dup2(self.saved[0], 1)
         os.dup2(self.saved[1], 2)
         for fd in self.saved:
             os.close(fd)
         self.terminal.close()
+
+
+def _text(fd: int, closefd: bool = True) -> TextIO:
+    return os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace", closefd=closefd)
 
 
 def relevant_tail(path: Path, lines: int = 12) -> list[str]:
