@@ -51,10 +51,7 @@ def gpus_per_worker(wanted: float | str) -> float:
     import ray
 
     if ray.is_initialized():
-        return
-    # log_to_driver stays on: the workers' output (Ray Train, Ray Data, DeepSpeed, our ranks)
-    # reaches this process, whose output the console sends to the run's log file; off the
-    # console (--verbose, library use) it is printed here as Ray always did. 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     import torch
 
     return 1.0 if torch.cuda.is_available() else 0.0
