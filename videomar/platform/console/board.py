@@ -19,7 +19,6 @@ from videomar.platform.console.view import Phase
 
 SEND_EVERY_S = 2.0  # between two updates from a worker
 POLL_S = 1.0  # between two reads of the board by the driver
-BOARD_NAME = "videomar-console-board"
 WAIT_S = 10.0  # the longest a worker waits for the board (on a checkpoint, the last step, the start)
 
 
@@ -67,11 +66,20 @@ class Reporter:
                 pass
 
 
+_boards: dict[str, Any] = {}  # Ray node and job -> this driver's board
+
+
 def _board():
+    """This driver's board, made once per Ray job and kept: an actor whose last handle is dropped
+    is stopped, and one looked up again while stopping takes no more calls."""
     import ray
 
-    actor = ray.remote(num_cpus=0, max_concurrency=4)(Board)
-    return actor.options(name=BOARD_NAME, get_if_exists=True).remote()
+    context = ray.get_runtime_context()
+    job = f"{context.get_node_id()}/{context.get_job_id()}"  # a new local cluster reuses job ids
+    if job not in _boards:
+        _boards.clear()  # a board of an earlier Ray session is gone with it
+        _boards[job] = ray.remote(num_cpus=0, max_concurrency=4)(Board).remote()
+    return _boards[job]
 
 
 @contextlib.contextmanager
