@@ -17,6 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Keep MLflow from writing mlruns/ or mlflow.db into the checkout when a test forgets a URI.
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:////tmp/videomar-tests-mlflow.db")
+# ... nor the console's log files (verbs run in this process write them under ./logs otherwise).
+os.environ.setdefault("VIDEOMAR_LOG_DIR", "/tmp/videomar-tests-logs")
 
 # Registered here, once, so the whole session shares one of each server.
 from tests.support.mlflow_server import mlflow_server  # noqa: E402,F401  (one server per session)

@@ -18,12 +18,22 @@ def ensure_ray(num_cpus: int | None = None, min_cpus: float = 0) -> None:
 
     if ray.is_initialized():
         return
+    # log_to_driver stays on: the workers' output (Ray Train, Ray Data, DeepSpeed, our ranks)
+    # reaches this process, whose output the console sends to the run's log file; off the
+    # console (--verbose, library use) it is printed here as Ray always did.
     address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
         cpus = max(num_cpus or os.cpu_count() or 1, math.ceil(min_cpus))
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+
+
+def connected() -> bool:
+    """Ray is connected in this process (without importing it when it is not)."""
+    import sys
+
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
 
 
 def cluster_cpus() -> float:

@@ -216,3 +216,27 @@ def test_bad_specs_fail_before_training_naming_the_problem(ray_cluster, latents,
         stage("unknown", latents, tmp_path, schedule={"steps": 4, "stepz": 3})
     # Nothing started: no run directory was made for any of them.
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_stage_that_fails_shows_its_reason_and_log_path_in_the_console(ray_cluster, latents, tmp_path, capfd):
+    """As `videomar run` shows it: the console session around the stage; rank 1 dies at step 1
+    and no restart is allowed, so the stage fails."""
+    from videomar.platform import console
+
+    spec = stage("fails", latents, tmp_path, checkpoint={"every": 2, "keep": 1, "max_failures": 0},
+                 samples={"count": 0})
+    capfd.readouterr()
+    console.enable()
+    try:
+        with pytest.raises(console.JobFailed) as failed, console.session("fails", tmp_path):
+            train(spec, ExitAfter(rank=1, step=1))
+    finally:
+        console.enable(on=False)
+    shown = capfd.readouterr().out
+    (log,) = (tmp_path / "logs").glob("fails-*.log")
+    lines = shown.splitlines()
+    assert lines[0] == f"log: {log} (--verbose shows it all here)"
+    assert f"failed: {failed.value}" in shown and str(failed.value).strip()
+    assert lines[-1] == f"full log: {log}" and "train fails: FAILED in " in shown
+    assert "Traceback (most recent call last)" in log.read_text()  # the whole story is in the log

@@ -84,8 +84,11 @@ class Summary:
         return out
 
 
-def run_precompute(config: PrecomputeConfig, log: Callable[[str], None] = print) -> Summary:
-    """Run the pipeline on the connected Ray cluster; returns the summary (also logged)."""
+def run_precompute(config: PrecomputeConfig, log: Callable[[str], None] = print,
+                   progress: Callable[[Summary, set, float], None] | None = None) -> Summary:
+    """Run the pipeline on the connected Ray cluster; returns the summary (also logged). Progress
+    goes to ``progress(summary, videos seen, start time)`` after each clip, else to ``log``
+    every PROGRESS_EVERY_S."""
     cfg = config.resolved()
     started = time.monotonic()
     vae = load_vae_from(cfg.vae)
@@ -97,11 +100,14 @@ def run_precompute(config: PrecomputeConfig, log: Callable[[str], None] = print)
     log(f"precompute: {len(sources)} videos from {cfg.source}; {len(done)} clips already in {cfg.output}")
     summary = Summary(output=cfg.output, manifest=manifest_uri(cfg.output), videos=len(sources),
                       max_error_fraction=cfg.max_error_fraction)
-    last_progress = started
+    last_progress, seen = started, set()
     with shared_budget():
         for row in pipeline(cfg, params, shapes, sources, done).iter_rows():
             count_row(summary, row)
-            if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+            seen.add(row["source"])
+            if progress is not None:
+                progress(summary, seen, started)
+            elif time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 log(progress_line(summary, started))
     summary.seconds = time.monotonic() - started

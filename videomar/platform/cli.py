@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and serve VideoMAR (autoregressive video generation with continuous "
         "tokens) on Ray: precompute latents, train curriculum stages, serve the sampler.",
     )
+    parser.add_argument("--verbose", "-v", action="store_true", help="show Ray's, DeepSpeed's and MLflow's output "
+                        "on the console instead of a live view and a log file (also VIDEOMAR_LOG_LEVEL=debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -37,11 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb. A UserError (anywhere below) is printed as one line, without a traceback."""
+    """Run one verb. A UserError (anywhere below) is printed as one line, without a traceback; a
+    job that failed has had its reason and log printed by the console, and exits 1."""
+    from videomar.platform import console
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    console.enable(verbose=args.verbose)
     try:
         return int(args.func(args) or 0)
+    except console.JobFailed:
+        return 1
     except UserError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return USER_ERROR_STATUS

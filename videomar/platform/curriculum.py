@@ -18,7 +18,7 @@ import yaml
 from videomar.errors import SpecError
 from videomar.platform.jobs import load_spec, parse_spec, read_spec_data
 from videomar.platform.specs.base import JobSpec
-from videomar.platform.submission import JobsClient, JobState, load_spec_text
+from videomar.platform.submission import JobsClient, JobState, load_spec_text, watch
 
 # Lines of a failed stage's log quoted in the reason.
 FAILED_LOG_LINES = 30
@@ -121,7 +121,7 @@ def run_curriculum(
         job_id = client.submit(spec, text, Path(stage.path).name)
         report(f"stage {number}/{len(stages)} {stage.path}: submitted as {job_id}"
                + (f", starting from {init_from}" if init_from else ""))
-        state = _wait_or_stop(client, job_id, poll_s, report)
+        state = _wait_or_stop(client, job_id, poll_s, report, f"stage {number}/{len(stages)} {job_id}")
         result.stages.append(StageResult(stage.path, job_id, state, init_from))
         report(f"stage {number}/{len(stages)} {stage.path}: {state.status}")
         if state.status != "SUCCEEDED":
@@ -131,10 +131,12 @@ def run_curriculum(
     return result
 
 
-def _wait_or_stop(client: JobsClient, job_id: str, poll_s: float, report: Callable[[str], None]) -> JobState:
-    """Wait for the job; on Ctrl-C stop it first, so no stage is left running unseen."""
+def _wait_or_stop(client: JobsClient, job_id: str, poll_s: float, report: Callable[[str], None],
+                  title: str) -> JobState:
+    """Wait for the job (a console row shows it); on Ctrl-C stop it first, so no stage is left
+    running unseen."""
     try:
-        return client.wait(job_id, poll_s=poll_s)
+        return watch(client, job_id, title, poll_s=poll_s)
     except KeyboardInterrupt:
         client.stop(job_id)
         report(f"interrupted: asked {job_id} to stop")

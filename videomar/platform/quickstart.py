@@ -23,6 +23,7 @@ import yaml
 from videomar.artifacts.export import load_export
 from videomar.artifacts.storage import write_bytes_atomic
 from videomar.data_pipelines.sample_data import write_sample_videos
+from videomar.platform import console
 from videomar.platform.cli import main as cli
 from videomar.platform.evaluation import report
 from videomar.platform.jobs import execute
@@ -69,22 +70,20 @@ def run_quickstart(workdir: str | Path, small: bool = False, out: Callable[[str]
     work.mkdir(parents=True, exist_ok=True)
     if not JOBS_DIR.is_dir():
         raise QuickstartError(f"{JOBS_DIR} is missing: run the quickstart from a source checkout of videomar")
-    progress = _Progress(out, total=len(STAGES) + 4)
+    progress = _Progress(total=len(STAGES) + 3)
     previous_cwd = os.getcwd()
     os.chdir(work)  # the specs' relative paths resolve against the work dir
     try:
         specs = _write_specs(work, plan)
-        with progress.step("sample videos of moving handwritten digits"):
+        with progress.step("sample videos of moving handwritten digits, start an in-process Ray"):
             _sample_videos(work, plan)
-
-        with progress.step("start an in-process Ray"):
             ensure_ray(num_cpus=max(4, os.cpu_count() or 1))
         for name in STAGES:
             spec = specs[name]
             with progress.step(f"{spec.kind}: {spec.name or name} ({name})"):
                 status = execute(spec)
-                if status != 0:
-                    raise QuickstartError(f"{name} ({spec.kind}) failed with exit status {status}")
+            if status != 0:
+                raise QuickstartError(f"{name} ({spec.kind}) failed with exit status {status}")
         evaluation = specs["eval.yaml"]
         with progress.step(f"evaluate the last stage on up to {evaluation.options.videos} held-out clips (eval.yaml)"):
             quality = _evaluate(work, evaluation)
@@ -114,11 +113,17 @@ def _evaluate(work: Path, spec) -> dict[str, Any]:
     return quality
 
 
+QUALITY_PER_LINE = 3  # figures per console line: the whole summary in a few lines
+
+
 def _print_quality(quality: dict[str, Any], out: Callable[[str], None]) -> None:
     out("")
     out(f"Quality on {quality['videos']:.0f} held-out clips (quality.json):")
-    for key, value in quality.items():
-        out(f"  {key:24s}{'n/a' if value is None else f'{value:.4g}' if isinstance(value, float) else value}")
+    figures = [f"{key} {'n/a' if value is None else f'{value:.4g}' if isinstance(value, float) else value}"
+               for key, value in quality.items() if key not in ("contact_sheet", "stage")]
+    for start in range(0, len(figures), QUALITY_PER_LINE):
+        out("  " + "".join(f"{f:34s}" for f in figures[start:start + QUALITY_PER_LINE]).rstrip())
+    out(f"  stage {quality.get('stage')}; contact sheet {quality.get('contact_sheet')}")
 
 
 def _write_specs(work: Path, plan: Plan) -> dict:
@@ -170,16 +175,13 @@ def _summary(work: Path, outputs: dict[str, Path], out: Callable[[str], None], s
     db = work / "runs" / "mlflow.db"
     out("")
     out(f"quickstart finished in {seconds / 60:.1f} min. Everything is under {work}")
-    out(f"  video (MP4):        {outputs['mp4']}")
-    out(f"  video (GIF):        {outputs['gif']}")
-    out(f"  contact sheet:      {outputs['png']}")
+    out(f"  video:              {outputs['mp4']} (also {outputs['gif'].name}, contact sheet {outputs['png'].name})")
     out(f"  condition frame:    {outputs['condition']}")
     out(f"  checkpoints:        {work / 'runs'}/quickstart-stage*/ (Ray Train checkpoints)")
     out(f"  final export:       {outputs['export']}")
     out(f"  quality per stage:  {work / 'runs'}/quickstart-stage*/export/eval.json")
     out(f"  quality summary:    {outputs['quality']}")
     out(f"  MLflow runs:        experiment 'videomar-quickstart' in {db if db.exists() else work / 'runs'}")
-    out("")
     out("Next:")
     out(f"  mlflow ui --backend-store-uri sqlite:///{db} --host 127.0.0.1   # browse the runs")
     out(f"  cd {work} && videomar serve serve.yaml                           # HTTP endpoint on 127.0.0.1:8000")
@@ -187,8 +189,10 @@ def _summary(work: Path, outputs: dict[str, Path], out: Callable[[str], None], s
 
 
 class _Progress:
-    def __init__(self, out: Callable[[str], None], total: int):
-        self.out, self.total, self.index, self.start = out, total, 0, time.perf_counter()
+    """The quickstart's numbered steps, each a phase of the console's view."""
+
+    def __init__(self, total: int):
+        self.total, self.index, self.start = total, 0, time.perf_counter()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -196,10 +200,8 @@ class _Progress:
     @contextlib.contextmanager
     def step(self, title: str):
         self.index += 1
-        started = time.perf_counter()
-        self.out(f"[{self.index}/{self.total}] {title} ...")
-        yield
-        self.out(f"[{self.index}/{self.total}] done in {time.perf_counter() - started:.0f} s")
+        with console.phase(f"[{self.index}/{self.total}] {title}") as row:
+            yield row
 
 
 def clean(work: Path) -> None:

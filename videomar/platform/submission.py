@@ -249,6 +249,29 @@ class JobsClient:
             time.sleep(poll_s)
 
 
+# Between two reads of a watched job's log (the whole log is fetched: not at every status poll).
+LOG_READ_EVERY_S = 5.0
+
+
+def watch(client: JobsClient, job_id: str, title: str, poll_s: float = 1.0) -> JobState:
+    """Wait for the job's end with a console row: its status and the last line of its log (the
+    job's own console: plain progress lines)."""
+    from videomar.platform import console
+
+    read_at = 0.0
+    with console.phase(title) as row:
+        while True:
+            state = client.state(job_id)
+            row.update(status=state.status)
+            if time.monotonic() - read_at >= LOG_READ_EVERY_S or state.terminal:
+                read_at = time.monotonic()
+                lines = client.logs(job_id).strip().splitlines()
+                row.update(log=lines[-1].strip() if lines else None)
+            if state.terminal:
+                return state
+            time.sleep(poll_s)
+
+
 def load_spec_text(path: str | Path) -> tuple[JobSpec, str]:
     """Read and validate a spec file; returns the spec and the text to ship: the file as written,
     or, when it ``extends:`` a base file, the merged spec (the cluster has only this one file)."""

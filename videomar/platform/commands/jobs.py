@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 import time
 
+from videomar.platform.commands import add_verbose
+
 ADDRESS_HELP = (
     "the cluster's Jobs API, i.e. its dashboard URL such as http://127.0.0.1:8265 "
     "(default: RAY_API_SERVER_ADDRESS, RAY_ADDRESS, or the env file written by `videomar up`)"
@@ -59,6 +61,7 @@ def register(sub) -> None:
 
 def _add(sub, name: str, help_text: str, description: str):
     p = sub.add_parser(name, help=help_text, description=description)
+    add_verbose(p)
     p.add_argument("--address", default=None, help=ADDRESS_HELP)
     p.add_argument("--token-file", default=None, metavar="FILE", help=TOKEN_HELP)
     return p
@@ -76,7 +79,8 @@ def _fail(err: Exception) -> int:
 
 
 def cmd_submit(args) -> int:
-    from videomar.platform.submission import SubmissionError, load_spec_text
+    from videomar.platform import console
+    from videomar.platform.submission import SubmissionError, load_spec_text, watch
 
     spec, text = load_spec_text(args.spec)
     try:
@@ -88,7 +92,9 @@ def cmd_submit(args) -> int:
             return 0
         if args.follow:
             _stream(client, job_id)
-        return _exit_status(client.wait(job_id))
+            return _exit_status(client.wait(job_id))
+        with console.session("submit", capture=False):
+            return _exit_status(watch(client, job_id, f"{job_id} ({spec.kind})"))
     except SubmissionError as err:
         return _fail(err)
 
@@ -157,9 +163,12 @@ def cmd_curriculum(args) -> int:
     from videomar.platform.curriculum import load_stages, run_curriculum
     from videomar.platform.submission import SubmissionError
 
+    from videomar.platform import console
+
     stages = load_stages(args.specs)
     try:
-        result = run_curriculum(_client(args), stages)
+        with console.session("curriculum", capture=False):
+            result = run_curriculum(_client(args), stages, report=console.say)
     except SubmissionError as err:
         return _fail(err)
     if not result.ok:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from videomar.platform.commands import add_verb
 
 def register(sub) -> None:
@@ -23,11 +21,15 @@ def cmd_quickstart(args) -> int:
 
     from videomar.platform.quickstart import QuickstartError, clean, run_quickstart
 
+    from videomar.platform import console
+
+    work = Path(args.workdir).resolve()
     if args.fresh:
-        clean(Path(args.workdir).resolve())
-    try:
-        run_quickstart(args.workdir, small=args.small, out=lambda line: print(line, flush=True))
-    except QuickstartError as err:
-        print(f"quickstart: {err}", file=sys.stderr)
-        return 1
+        clean(work)
+    with console.session("quickstart", work):
+        try:
+            run_quickstart(work, small=args.small, out=console.say)
+        except QuickstartError as err:
+            console.failed(f"quickstart: {err}")
+            return 1
     return 0

@@ -99,6 +99,7 @@ def cmd_generate(args) -> int:
     import pydantic
 
     from videomar.artifacts.media import write_outputs
+    from videomar.platform import console
     from videomar.platform.serving.engine import Engine, Job
     from videomar.platform.serving.requests import image_from_bytes
     from videomar.platform.specs.generate import GenerateDefaults
@@ -116,14 +117,16 @@ def cmd_generate(args) -> int:
             raw = f.read()
     except OSError as err:
         raise UserError(f"--image {args.image}: {err.strerror or err}") from None
-    engine = Engine.load(args.export)
-    image = image_from_bytes(raw, f"--image {args.image}", None, engine.spatial_multiple)
-    job = Job(image=image, prompt=args.prompt, frames=s.frames, steps=s.steps, cfg=s.cfg,
-              temperature=s.temperature, seed=s.seed)
-    frames = _streamed(engine, job, args) if _streaming(args) else engine.run([job])[0]
-    written = write_outputs(frames, args.out)  # OUT.mp4, OUT.gif, OUT.png
-    print(f"wrote {written['mp4']} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}), "
-          f"{written['gif']}, {written['png']}")
+    with console.session("generate"):
+        with console.phase(f"generate {s.frames} frames ({s.steps} sampling steps each)"):
+            engine = Engine.load(args.export)
+            image = image_from_bytes(raw, f"--image {args.image}", None, engine.spatial_multiple)
+            job = Job(image=image, prompt=args.prompt, frames=s.frames, steps=s.steps, cfg=s.cfg,
+                      temperature=s.temperature, seed=s.seed)
+            frames = _streamed(engine, job, args) if _streaming(args) else engine.run([job])[0]
+        written = write_outputs(frames, args.out)  # OUT.mp4, OUT.gif, OUT.png
+        console.say(f"wrote {written['mp4']} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}), "
+                    f"{written['gif']}, {written['png']}")
     return 0
 
 
@@ -132,10 +135,10 @@ def _streaming(args) -> bool:
 
 
 def _streamed(engine, job, args):
-    """The video made frame by frame (platform/serving/stream.py), with progress on stderr."""
-    import sys
-
+    """The video made frame by frame (platform/serving/stream.py), with progress on the console."""
     import numpy as np
+
+    from videomar.platform import console
 
     from videomar.platform.serving.stream import StreamPlan, parse_prompts, stream_video, trained_horizon
 
@@ -144,12 +147,12 @@ def _streamed(engine, job, args):
     plan.check(job.frames, lambda field: "--" + field.replace("_", "-"))
     horizon = trained_horizon(engine)
     if args.window is not None and horizon and args.sink + args.window + 1 > horizon:
-        print(f"note: sink + window + 1 = {args.sink + args.window + 1} latent frames exceeds the "
-              f"{horizon} the model trained on", file=sys.stderr)
+        console.say(f"note: sink + window + 1 = {args.sink + args.window + 1} latent frames exceeds the "
+                    f"{horizon} the model trained on")
     step = max(1, job.frames // 20)
 
     def progress(done: int, total: int) -> None:
         if done in (1, total) or done // step != (done - 1) // step:
-            print(f"frames {done}/{total}", file=sys.stderr, flush=True)
+            console.say(f"frames {done}/{total}")
 
     return np.concatenate(list(stream_video(engine, job, plan, progress)))

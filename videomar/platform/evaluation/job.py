@@ -31,6 +31,7 @@ from videomar.artifacts.bucket import Bucket
 from videomar.artifacts.export import read_export_config
 from videomar.artifacts.layout import SPEC_FILE
 from videomar.data_pipelines.reader import read_bucket
+from videomar.platform import console
 from videomar.platform.evaluation import report
 from videomar.platform.evaluation.clips import combine_losses, combine_quality
 from videomar.platform.evaluation.sheet import sheet_png
@@ -199,5 +200,5 @@ def run_eval_spec(spec) -> int:
     finally:
         if created:
             MlflowClient(tracking_uri=tracking_uri).set_terminated(run_id, status="FINISHED" if ok else "FAILED")
-    print(json.dumps({"stage": result["stage"], "run_id": run_id, **result["metrics"]}, sort_keys=True))
+    console.say(json.dumps({"stage": result["stage"], "run_id": run_id, **result["metrics"]}, sort_keys=True))
     return 0

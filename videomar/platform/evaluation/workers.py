@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from videomar.platform import console
 from videomar.platform.evaluation.clips import (
     batch_seed,
     clip_losses,
@@ -69,6 +70,8 @@ class _ExportWorker:
 
 
 class LossWorker(_ExportWorker):
+    title = "teacher-forced loss"
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         seed = batch_seed(self.options.seed, clip_keys(batch))
         losses = clip_losses(self.export.model, self.latents(batch), [str(c) for c in batch["caption"]], seed)
@@ -76,6 +79,8 @@ class LossWorker(_ExportWorker):
 
 
 class QualityWorker(_ExportWorker):
+    title = "continuations and pixel metrics"
+
     def __init__(self, export_uri: str, options: dict[str, Any], bucket: Bucket,
                  sheet_keys: tuple[str, ...] | list[str] = ()):
         super().__init__(export_uri, options)
@@ -166,7 +171,11 @@ def run_pool(dataset, worker: type, args: tuple, options: EvalOptions,
         compute=ray.data.ActorPoolStrategy(size=resources.workers),
         num_gpus=gpus_per_worker(resources.gpus_per_worker) or None, num_cpus=resources.cpus_per_worker,
     )
-    rows = out.take_all()
+    rows = []
+    with console.phase(f"evaluate: {worker.title}", unit="clips") as row:
+        for item in out.iter_rows():
+            rows.append(item)
+            row.update(len(rows))
     if not rows:
         return {}
     return {key: _column([r[key] for r in rows]) for key in rows[0]}

@@ -13,6 +13,7 @@ A kind's module is imported when a spec of that kind is met, so a verb loads onl
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -133,12 +134,22 @@ def preflight(spec: JobSpec) -> Any:
 
 
 def execute(spec: JobSpec) -> int:
-    """Preflight, then Ray (RAY_ADDRESS's cluster, else an in-process one), then the job."""
+    """Preflight, then Ray (RAY_ADDRESS's cluster, else an in-process one), then the job; from the
+    CLI, inside a console session (a live view; Ray's output in a log file under the cwd)."""
+    from videomar.platform import console
     from videomar.platform.envfile import apply_env_defaults
-    from videomar.ray_env import ensure_ray
+    from videomar.ray_env import connected, ensure_ray
 
     checked = preflight(spec)
-    # Before Ray is imported by ensure_ray: the auth settings are read when it connects.
-    apply_env_defaults()
-    ensure_ray(min_cpus=spec.min_cluster_cpus())
-    return job(spec.kind).run(spec, checked)
+    with console.session(spec.name or spec.kind):
+        # Before Ray is imported by ensure_ray: the auth settings are read when it connects.
+        apply_env_defaults()
+        if connected():
+            ensure_ray(min_cpus=spec.min_cluster_cpus())
+        else:
+            with console.phase(f"start Ray ({os.environ.get('RAY_ADDRESS') or 'in-process'})"):
+                ensure_ray(min_cpus=spec.min_cluster_cpus())
+        status = job(spec.kind).run(spec, checked)
+        if status != 0:
+            console.failed(f"{spec.kind} {spec.name or spec.file} ended with exit status {status}")
+        return status

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from videomar.artifacts import storage
 from videomar.errors import ConfigError
+from videomar.platform import console
 from videomar.platform.specs.precompute import PrecomputeSpec as Spec
 
 __all__ = ["Spec", "preflight", "run"]
@@ -25,6 +26,13 @@ def preflight(spec: Spec):
 
 def run(spec: Spec, config) -> int:
     # Ray Data and torch load when the job runs, not when its spec is validated.
+    import time
+
     from videomar.data_pipelines.precompute import run_precompute
 
-    return run_precompute(config).exit_status
+    with console.phase(f"precompute {spec.name or 'latents'}", unit="videos") as row:
+        def progress(summary, seen: set, started: float) -> None:
+            row.update(len(seen), summary.videos, clips=summary.encoded + summary.skipped, errors=len(summary.errors),
+                       **{"clips/s": summary.encoded / max(time.monotonic() - started, 1e-9)})
+
+        return run_precompute(config, log=console.say, progress=progress).exit_status

@@ -23,6 +23,7 @@ from safetensors.torch import load as load_safetensors
 
 from videomar.artifacts import checkpoint, export, storage
 from videomar.errors import SpecError
+from videomar.platform import console
 from videomar.platform.specs.train import TrainSpec as Spec
 from videomar.platform.tracking import StageRuns, close_stage, log_stage_inputs, open_stage
 from videomar.platform.training import core
@@ -55,7 +56,7 @@ def evaluate(spec: Spec, result: "StageResult") -> dict:
     found = evaluate_export(result.export_uri, result.manifest_uri, spec.data.bucket.shape,
                             options=spec.eval, run_id=result.run_id, tracking_uri=result.tracking_uri)
     shown = ", ".join(f"{k} {v:.3g}" for k, v in sorted(found["metrics"].items()) if isinstance(v, float))
-    print(f"{spec.name}: eval on held-out clips: {shown}", flush=True)
+    console.say(f"{spec.name}: eval on held-out clips: {shown}")
     return found
 
 
@@ -86,7 +87,7 @@ def run_stage(spec: Spec, info: DatasetInfo, hooks: Sequence[StepHook] = ()) -> 
                          max_failures=spec.checkpoint.max_failures, s3_workers=_uses_s3(spec))
         config = {"plan": plan, "init": ray.put(init) if init else None, "run_id": runs.run_id, "data": data,
                   "hooks": tuple(hooks)}
-        result = core.fit(train_func, config, spec.resources, place)
+        result = core.fit(train_func, config, spec.resources, place, f"train {spec.name}", spec.schedule.steps)
         write_stage_export(plan, result.checkpoint)
     except BaseException:
         close_stage(runs, None, ok=False)

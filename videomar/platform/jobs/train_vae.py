@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from videomar.artifacts import storage
 from videomar.errors import ConfigError
+from videomar.platform import console
 from videomar.platform.specs.train_vae import TrainVAESpec as Spec
 
 __all__ = ["Spec", "preflight", "run"]
@@ -23,5 +24,5 @@ def run(spec: Spec, _checked=None) -> int:
     # Ray Train and torch load when the job runs, not when its spec is validated.
     from videomar.platform.training.vae import run_train_vae
 
-    run_train_vae(spec)
+    run_train_vae(spec, out=console.say)
     return 0

@@ -288,13 +288,16 @@ def serve_forever(spec: ServeSpec) -> int:
     application."""
     import time
 
+    from videomar.platform import console
+
     try:
-        url = start(spec)
-        print(f"videomar serving {spec.export} at {url} (GET {url}/v1/model); Ctrl-C stops", flush=True)
+        with console.phase(f"deploy {spec.app_name} on Ray Serve"):
+            url = start(spec)
+        console.say(f"videomar serving {spec.export} at {url} (GET {url}/v1/model); Ctrl-C stops")
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print(f"stopping {spec.app_name}", flush=True)
+        console.say(f"stopping {spec.app_name}")
     finally:
         serve.delete(spec.app_name)
     return 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any
 
 import pydantic
@@ -20,6 +19,7 @@ from videomar.artifacts import storage
 from videomar.artifacts.export import check_complete
 from videomar.artifacts.media import mp4_bytes
 from videomar.errors import ConfigError
+from videomar.platform import console
 from videomar.platform.serving.engine import Engine, Job
 from videomar.platform.serving.requests import image_from_bytes
 from videomar.platform.specs.generate import GenerateSpec, InputLine
@@ -142,12 +142,17 @@ def run_generate(spec: GenerateSpec, rows: list[dict[str, Any]]) -> int:
         batch_size=spec.batch_size, compute=ActorPoolStrategy(size=r.workers),
         num_cpus=r.cpus_per_worker, num_gpus=gpus_per_worker(r.gpus_per_worker),
     )
-    results = sorted((json.loads(r["result"]) for r in dataset.take_all()), key=lambda r: r["index"])
+    results = []
+    with console.phase(f"generate {spec.name or 'videos'}", total=len(rows), unit="videos") as row:
+        for item in dataset.iter_rows():
+            results.append(json.loads(item["result"]))
+            row.update(len(results), failed=sum(1 for r in results if r["error"]))
+    results.sort(key=lambda r: r["index"])
     storage.write_bytes_atomic(storage.join(output, RESULTS_FILE), json.dumps(results, indent=1).encode())
     failed = [r for r in results if r["error"]]
     made = sum(1 for r in results if not r["error"] and not r["skipped"])
     skipped = sum(1 for r in results if r["skipped"])
-    print(f"generate: {made} videos written, {skipped} already there, {len(failed)} failed -> {spec.output}")
+    console.say(f"generate: {made} videos written, {skipped} already there, {len(failed)} failed -> {spec.output}")
     for r in failed:
-        print(f"  {r['name']}: {r['error']}", file=sys.stderr)
+        console.say(f"  {r['name']}: {r['error']}")
     return 1 if failed else 0

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 from videomar.artifacts import storage
 from videomar.model.rng import SEED_STRIDE
+from videomar.platform import console
 from videomar.platform.specs.train import TrainResources
 from videomar.ray_env import gpus_per_worker
 
@@ -43,23 +44,26 @@ class RunPlace:
     s3_workers: bool = False  # the workers read or write S3 (they get this process's S3 settings)
 
 
-def fit(loop: Callable[[dict], None], config: dict[str, Any], resources: TrainResources, place: RunPlace):
+def fit(loop: Callable[[dict], None], config: dict[str, Any], resources: TrainResources, place: RunPlace,
+        title: str, steps: int):
     """Run ``loop(config)`` on ``resources.workers`` Ray Train ranks (DDP/DeepSpeed process group:
-    NCCL on GPUs, gloo on CPUs); returns Ray Train's Result."""
+    NCCL on GPUs, gloo on CPUs); returns Ray Train's Result. The console shows a row ``title``
+    counting ``steps``, fed by rank 0 through ``config["progress"]`` (a console Reporter, or None)."""
     from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     gpus = gpus_per_worker(resources.gpus_per_worker)
     per_worker = {"CPU": resources.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
-    trainer = TorchTrainer(
-        loop,
-        train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=resources.workers, use_gpu=gpus > 0,
-                                     resources_per_worker=per_worker, placement_strategy=resources.placement),
-        run_config=run_config(place),
-        torch_config=TorchConfig(timeout_s=COLLECTIVE_TIMEOUT_S),
-    )
-    return trainer.fit()
+    with console.phase(title, total=steps, unit="step") as row, console.watched(row) as progress:
+        trainer = TorchTrainer(
+            loop,
+            train_loop_config={**config, "progress": progress},
+            scaling_config=ScalingConfig(num_workers=resources.workers, use_gpu=gpus > 0,
+                                         resources_per_worker=per_worker, placement_strategy=resources.placement),
+            run_config=run_config(place),
+            torch_config=TorchConfig(timeout_s=COLLECTIVE_TIMEOUT_S),
+        )
+        return trainer.fit()
 
 
 def run_config(place: RunPlace):

@@ -80,7 +80,8 @@ def train_func(config: dict[str, Any]) -> None:
     if not resumed:
         start |= {"start_weights_checksum": checksum(_full_state(trainee.model)),
                   "start_ema_checksum": checksum(trainee.ema.shadow)}
-    _train(plan, env, trainee, state, resumed, logger, start, data, config.get("hooks", ()))
+    progress = config.get("progress") if env.rank == 0 else None
+    _train(plan, env, trainee, state, resumed, logger, start, data, config.get("hooks", ()), progress)
 
 
 def _worker_env() -> WorkerEnv:
@@ -108,12 +109,16 @@ def _build(plan: StagePlan, init: dict | None, device: torch.device) -> Trainee:
 
 
 def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resumed: bool, logger, start,
-           data: RankStream, hooks=()) -> None:
+           data: RankStream, hooks=(), progress=None) -> None:
+    """The steps of one attempt; ``progress`` (rank 0's console Reporter, or None) gets the step
+    figures every few seconds and each checkpoint at once."""
     spec = plan.spec
     batches = Waited(data.batches(spec.optim.batch_size, state.epoch, state.batch_in_epoch))
     nodes = _all_nodes(env)
     sampler = _sampler(plan, env) if env.rank == 0 else None
     start_step = state.step  # where this attempt began: the resumed checkpoint's step, or 0
+    if progress is not None:
+        progress(state.step, spec.schedule.steps, now=True)
     while state.step < spec.schedule.steps:
         started = time.perf_counter()
         lr = t.scheduler.get_last_lr()[0]
@@ -131,9 +136,13 @@ def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resum
         last = state.step == spec.schedule.steps
         if sampler is not None and (last or (spec.samples.every and state.step % spec.samples.every == 0)):
             sampler.sample(t.ema, state.step, logger)
-        if last or state.step % spec.checkpoint.every == 0:
+        saved = last or state.step % spec.checkpoint.every == 0
+        if saved:
             _report(t, state, env, {**metrics, "step": state.step, "epoch": state.epoch, "nodes": nodes,
                                     "resumed": resumed, "start_step": start_step})
+        if progress is not None:
+            progress(state.step, spec.schedule.steps, now=saved, **{"loss": metrics["loss"], "lr": metrics["lr"],
+                     "samples/s": metrics["samples_per_s"], **({"checkpoint": state.step} if saved else {})})
         after_step(hooks, env.rank, state.step, resumed)
 
 

@@ -52,8 +52,6 @@ def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
     it did."""
     target = storage.absolute(spec.export)
     clips = load_clips(spec)
-    out(f"train-vae: {len(clips.frames)} clips of {spec.data.frames}x{spec.data.height}x{spec.data.width} "
-        f"from {clips.videos} videos ({len(clips.skipped)} skipped)")
     for line in clips.skipped:
         out(f"train-vae: skipped {line}")
     config = spec.vae_config()
@@ -61,7 +59,9 @@ def run_train_vae(spec: TrainVAESpec, out=print) -> VAEResult:
     vae = CausalVideoVAE(config)
     eval_frames = clips.frames[: spec.train.eval_clips]
     before = reconstruction_psnr(vae, eval_frames)
-    out(f"train-vae: reconstruction PSNR before training {before:.2f} dB")
+    out(f"train-vae: {len(clips.frames)} clips of {spec.data.frames}x{spec.data.height}x{spec.data.width} "
+        f"from {clips.videos} videos ({len(clips.skipped)} skipped); reconstruction PSNR before training "
+        f"{before:.2f} dB")
     vae.load_state_dict(fit(spec, config, vae.state_dict(), clips.frames))
     after = reconstruction_psnr(vae, eval_frames)
     vae.with_scale(latent_scale(vae, clips.frames))
@@ -89,7 +89,8 @@ def fit(spec: TrainVAESpec, config: VAEConfig, initial: dict[str, torch.Tensor],
                               s3_workers=storage.is_s3(where))
         loop_config = {"train": spec.train.model_dump(), "vae": config, "init": ray.put(initial),
                        "frames": ray.put(frames), "hooks": tuple(hooks)}
-        result = core.fit(train_worker, loop_config, spec.resources, place)
+        result = core.fit(train_worker, loop_config, spec.resources, place, f"train the VAE {spec.name}",
+                          spec.train.steps)
         if result.checkpoint is None:
             raise RuntimeError(f"train-vae {spec.name}: training finished without its final weights")
         with result.checkpoint.as_directory() as directory:

@@ -47,12 +47,17 @@ def train_worker(config: dict[str, Any]) -> None:
     optimizer = torch.optim.AdamW(vae.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]),
                                   weight_decay=hp["weight_decay"])
     # Two streams per rank, none shared: which clips it picks, and its posterior samples.
+    progress = config.get("progress") if rank == 0 else None  # the console's Reporter, or None
+    if progress is not None:
+        progress(0, hp["steps"], now=True)
     picker = torch.Generator().manual_seed(stream_seed(hp["seed"], rank, 0, world))
     torch.manual_seed(stream_seed(hp["seed"], rank, 1, world))
     for step in range(1, hp["steps"] + 1):
         picked = torch.randint(len(frames), (hp["batch_size"],), generator=picker).numpy()
         batch = model_pixels(frames[picked]).to(device)  # [B, 3, T, H, W]
         parts = _step(objective, optimizer, batch, hp["grad_clip"])
+        if progress is not None and (progress.due() or step == hp["steps"]):
+            progress(step, hp["steps"], now=True, loss=float(parts["loss"].detach()))
         if step % hp["log_every"] == 0 or step == hp["steps"]:
             metrics = {"step": step, **_averaged(parts)}
             metrics["psnr_train"] = psnr(metrics["mse"])
