@@ -13,6 +13,7 @@ A kind's module is imported when a spec of that kind is met, so a verb loads onl
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -132,11 +133,22 @@ def preflight(spec: JobSpec) -> Any:
         raise SpecError(f"{spec.file}: {err}") from None
 
 
+def use_credentials_file(spec: JobSpec) -> None:
+    """Point this process, and through storage.s3_env the Ray workers, at the spec's AWS
+    credentials file: secrets then never travel in a runtime_env (Ray's state API shows those)."""
+    if spec.s3_credentials_file:
+        path = os.path.abspath(os.path.expanduser(spec.s3_credentials_file))
+        if not os.path.isfile(path):
+            raise SpecError(f"{spec.file}: s3_credentials_file: {path} is not a file")
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = path
+
+
 def execute(spec: JobSpec) -> int:
     """Preflight, then Ray (RAY_ADDRESS's cluster, else an in-process one), then the job."""
     from videomar.platform.envfile import apply_env_defaults
     from videomar.ray_env import ensure_ray
 
+    use_credentials_file(spec)
     checked = preflight(spec)
     # Before Ray is imported by ensure_ray: the auth settings are read when it connects.
     apply_env_defaults()

@@ -2,7 +2,7 @@
 
     preflight: the export is complete; the auth token source, when one is named, is readable;
                a non-loopback bind has a token
-    run:       serving/app.serve_forever on the connected Ray
+    run:       serving/forever.serve_forever on the connected Ray
 """
 
 from __future__ import annotations
@@ -23,6 +23,6 @@ def preflight(spec: Spec) -> None:
 
 def run(spec: Spec, _checked=None) -> int:
     # Ray Serve and torch load when the job runs, not when its spec is validated.
-    from videomar.platform.serving.app import serve_forever
+    from videomar.platform.serving.forever import serve_forever
 
     return serve_forever(spec)

@@ -271,22 +271,3 @@ def start(spec: ServeSpec, route_prefix: str = "/", token: TokenCheck | None = N
     serve.start(http_options={"host": spec.http.host, "port": spec.http.port})
     serve.run(build_app(spec, token), name=spec.app_name, route_prefix=route_prefix)
     return f"http://{spec.http.host}:{spec.http.port}{route_prefix.rstrip('/')}"
-
-
-def serve_forever(spec: ServeSpec) -> int:
-    """Start, print the URL, and block until Ctrl-C (also during start-up); then delete the
-    application."""
-    import time
-
-    try:
-        for note in exposure(spec.http, TokenCheck.from_config(spec.auth)):
-            print(f"videomar serve: {note}", flush=True)
-        url = start(spec)
-        print(f"videomar serving {spec.export} at {url} (GET {url}/v1/model); Ctrl-C stops", flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print(f"stopping {spec.app_name}", flush=True)
-    finally:
-        serve.delete(spec.app_name)
-    return 0
