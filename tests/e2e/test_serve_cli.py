@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 
+from tests.support.process_tree import ctrl_c
 from tests.support.s3 import free_port
 from tests.support.tiny_export import write_tiny_export
 from tests.support.videos import decode_mp4, png_b64
@@ -90,8 +91,10 @@ def test_videomar_serve_answers_with_a_token_and_stops_on_interrupt(tmp_path):
         while "videomar serving" not in (tmp_path / "serve.log").read_text():
             assert time.monotonic() < deadline, "videomar serve did not print its URL"
             time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=90) == 0
+        seconds, status, left, started = ctrl_c(proc)
+        print(f"\nvideomar serve: Ctrl-C -> exited {status} in {seconds:.1f} s; {started} processes it started, "
+              f"{len(left)} left: {left}")
+        assert status == 0 and started > 0 and not left
         assert "cli-token" not in (tmp_path / "serve.log").read_text()
     finally:
         if proc.poll() is None:

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from tests.support.latents import FRAMES, LATENT_CHANNELS, SIZE, VIDEOS, quickstart_vae
 from tests.support.ray_head import ray_head  # noqa: F401
+from tests.support.ray_state import state
 from videomar.data_pipelines.sample_data import write_sample_videos
 from videomar.platform import cli
 from videomar.platform.processes import free_port
@@ -198,10 +200,11 @@ def test_stop_stops_a_running_job(ray_head, tmp_path, capsys):
     from tests.support.tiny_export import write_tiny_export
 
     export = write_tiny_export(str(tmp_path / "export"))
-    # A serve job runs until stopped. Last in the module: Serve's own actors outlive the job.
+    port = free_port()
+    # A serve job runs until stopped; stopping it shuts Serve down (its actors are detached).
     spec = write_spec(tmp_path / "serve.yaml", {
         "kind": "serve", "name": "stop-me", "export": export,
-        "http": {"host": "127.0.0.1", "port": free_port()},
+        "http": {"host": "127.0.0.1", "port": port},
         "resources": {"cpus_per_worker": 0.5, "gpus_per_worker": 0},
         "auth": {"token_env": None},
     })
@@ -214,11 +217,19 @@ def test_stop_stops_a_running_job(ray_head, tmp_path, capsys):
             break
         time.sleep(1)
     assert deadline_state.status == "RUNNING", deadline_state
+    for _ in range(JOB_TIMEOUT_S):  # stop it once it serves, so that there is a Serve to shut down
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                break
+        time.sleep(1)
 
     status, out, err = videomar(capsys, "stop", job_id, "--wait", *ray_head.cli_args())
     assert status == 0, err
     assert f"{job_id}: stop requested" in out and f"{job_id}: STOPPED" in out
     assert jobs.state(job_id).status == "STOPPED"
+    serve_actors = [a["class_name"] for a in state(ray_head, "actors", state="ALIVE")
+                    if a["class_name"].startswith(("ServeController", "ProxyActor", "ServeReplica"))]
+    assert not serve_actors, serve_actors
     # Stopping it again says it already ended.
     status, out, _ = videomar(capsys, "stop", job_id, *ray_head.cli_args())
     assert status == 0 and "already ended (STOPPED)" in out

@@ -62,7 +62,7 @@ def dataset(ray_local, tmp_path_factory):
     source = root / "sample" / "all.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     vae = quickstart_vae(root / "vae")
-    spec = precompute_spec(str(source), vae, str(root / "latents"), max_error_fraction=0.7)
+    spec = precompute_spec(str(source), vae, str(root / "latents"), max_error_fraction=0.7, source_outside_manifest=True)
     summary = run_precompute(spec.config())
     return spec, summary, root
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from videomar.platform.cli import build_parser
-from videomar.errors import SpecError
+from videomar.errors import SpecError, UserError
 from videomar.platform.jobs import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,7 +239,7 @@ def test_rayservice_import_path_and_spec_exist():
         assert load_spec(local).kind == "serve"
 
 
-def test_the_rayservice_builder_makes_an_application_from_a_serve_spec(tmp_path):
+def test_the_rayservice_builder_makes_an_application_from_a_serve_spec(tmp_path, monkeypatch):
     from ray.serve.deployment import Application
 
     from tests.support.tiny_export import write_tiny_export
@@ -250,6 +250,11 @@ def test_the_rayservice_builder_makes_an_application_from_a_serve_spec(tmp_path)
     data["export"] = write_tiny_export(str(tmp_path / "export"))
     spec = tmp_path / "serve.yaml"
     spec.write_text(yaml.safe_dump(data))
+    # It binds 0.0.0.0: without its token (the videomar-api-token secret) it is refused.
+    monkeypatch.delenv("VIDEOMAR_API_TOKEN", raising=False)
+    with pytest.raises(UserError, match="http.host: '0.0.0.0' is not a loopback address and no token"):
+        app({"spec": str(spec)})
+    monkeypatch.setenv("VIDEOMAR_API_TOKEN", "from-the-secret")
     assert isinstance(app({"spec": str(spec)}), Application)
     with pytest.raises(SpecError, match="needs a 'serve' spec, got 'train'"):
         app({"spec": str(ROOT / "jobs" / "paper" / "stage1_images_256.yaml")})

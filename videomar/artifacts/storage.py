@@ -24,15 +24,19 @@ import pyarrow.fs as pafs
 S3_SCHEME = "s3://"
 # A custom S3 endpoint (a server on loopback, MinIO, SeaweedFS) has no region to discover.
 DEFAULT_S3_REGION = "us-east-1"
-# The settings S3 access reads; Ray workers are given them so they reach the same S3 as the
-# driver (a cluster's nodes often have credentials of their own, and then none of these is set).
-S3_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-          "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
+# The S3 settings that name no secret: Ray workers that touch S3 are given them in their
+# runtime_env (which Ray's state API and dashboard show), so they reach the same S3 as the driver.
+S3_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION",
+               "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE")
+# Never given to Ray: workers find credentials on their node (its environment, which a cluster
+# videomar starts inherits from the driver; an instance role; a mounted secret) or in the
+# credentials file AWS_SHARED_CREDENTIALS_FILE (a spec's s3_credentials_file) names.
+S3_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def s3_env() -> dict[str, str]:
-    """This process's S3 settings, for the runtime_env of Ray workers that read or write S3."""
-    return {k: os.environ[k] for k in S3_ENV if k in os.environ}
+    """This process's S3 settings without its secrets, for the runtime_env of Ray workers."""
+    return {k: os.environ[k] for k in S3_SETTINGS if k in os.environ}
 
 
 def is_s3(uri: str) -> bool:

@@ -1,4 +1,4 @@
-"""Cutting videos into fixed-length clips: decoding with decord and the one resize + centre crop
+"""Cutting videos into fixed-length clips: decoding with decord (PyAV for what decord cannot open) and the one resize + centre crop
 used everywhere pixels meet a model (precompute, VAE training, evaluation ground truth).
 
 A clip of ``frames`` frames taken every ``stride`` source frames spans ``(frames - 1) * stride + 1``
@@ -28,7 +28,7 @@ class EmptyVideo(ClipError):
 
 
 class UndecodableVideo(ClipError):
-    """The file is not a video decord can read: random bytes, another format, or truncated."""
+    """The file is not a video decord or PyAV can read: random bytes, another format, or truncated."""
 
 
 class VideoTooShort(ClipError):
@@ -89,7 +89,20 @@ def open_video(source: str | bytes):
     except (ClipError, FileNotFoundError):
         raise
     except (decord.DECORDError, RuntimeError, ValueError) as err:
-        raise UndecodableVideo(f"{where}: cannot decode as a video ({type(err).__name__}: {first_line(err)})") from None
+        return second_decoder(data if data is not None else where, where, err)
+
+
+def second_decoder(source: str | bytes, where: str, first: BaseException):
+    """PyAV's reading of a file decord refused (an animated GIF...), or UndecodableVideo naming
+    both decoders' reasons."""
+    from videomar.data_pipelines.second_decoder import open_with_pyav
+
+    try:
+        return open_with_pyav(source, where)
+    except (OSError, ValueError, RuntimeError, EOFError) as err:
+        raise UndecodableVideo(
+            f"{where}: cannot decode as a video (decord: {type(first).__name__}: {first_line(first)}; "
+            f"PyAV: {type(err).__name__}: {first_line(err)})") from None
 
 
 def first_line(err: BaseException) -> str:
@@ -121,7 +134,7 @@ def read_frames(reader, start: int, frames: int, stride: int, where: str) -> np.
         )
     try:
         return reader.get_batch(list(range(start, last + 1, stride))).asnumpy()
-    except (decord.DECORDError, RuntimeError) as err:
+    except (decord.DECORDError, RuntimeError) as err:  # decord's reader only: PyAV's decoded already
         raise UndecodableVideo(f"{where}: decoding frames {start}..{last} failed ({type(err).__name__}: {first_line(err)})") from None
 
 

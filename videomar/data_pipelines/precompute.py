@@ -39,6 +39,7 @@ class PrecomputeConfig:
     decode_cpus: float = 1.0  # CPUs reserved per decode task
     shard_clips: int = 256  # clips per shard (at most)
     max_error_fraction: float = 0.0  # the run fails when more than this fraction of videos fail
+    outside_manifest: bool = False  # a manifest's paths may leave its folder
 
     def resolved(self) -> "PrecomputeConfig":
         """Local paths made absolute on the driver: Ray workers run in other directories."""
@@ -94,7 +95,7 @@ def run_precompute(config: PrecomputeConfig, log: Callable[[str], None] = print,
     vae = load_vae_from(cfg.vae)
     shapes = {b: vae.latent_shape(*b) for b in cfg.clips.buckets}  # (F, H, W) -> (C, T', H', W')
     params = replace(cfg.clips, vae_id=vae.vae_id)
-    sources = list_sources(cfg.source)
+    sources = list_sources(cfg.source, cfg.outside_manifest)
     existing = checked_shards(cfg, params, shapes)  # refuses an output written with another VAE, before any work
     done = read_keys([s.uri for infos in existing.values() for s in infos])
     log(f"precompute: {len(sources)} videos from {cfg.source}; {len(done)} clips already in {cfg.output}")

@@ -18,6 +18,7 @@ from videomar.data_pipelines import clips as clip_ops
 from videomar.data_pipelines.encode import CLIP
 from videomar.data_pipelines.errors import InputError
 from videomar.artifacts.shards import METADATA_COLUMNS, content_key, split_of, write_shard
+from videomar.data_pipelines.sources import SourceProblem
 
 SKIP, ERROR, WRITTEN = "skip", "error", "written"
 
@@ -50,6 +51,9 @@ def decode_source(source: dict, params: ClipParams, done: frozenset[str] = froze
     """The clip rows of one source video for every bucket: decoded clips, or ``skip`` rows for
     clips whose content key is in ``done``, or one ``error`` row naming why the video failed."""
     split = split_of(source["name"], params.val_fraction)
+    if source.get("problem"):  # found while listing: a dangling link, a folder named like a video...
+        yield error_row(source, split, SourceProblem(f"{source['uri']}: {source['problem']}"), "list")
+        return
     try:
         reader = clip_ops.open_video(source["uri"])
         info = clip_ops.video_info(reader)

@@ -35,6 +35,9 @@ from videomar.platform.tokens import read_token_file
 # Variables that Ray's own client reads and that would override an explicit address.
 ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 DEFAULT_TOKEN_PATH = Path.home() / ".ray" / "auth_token"
+# `videomar stop` (the Jobs API) sends SIGTERM, then SIGKILL after this many seconds: time for a
+# serve job to shut Serve down (its actors would outlive a killed job) and a run to stop its workers.
+STOP_WAIT_S = 30
 # Files of the package that a cluster never needs.
 PACKAGE_EXCLUDES = ["__pycache__", "*.pyc", "*.egg-info"]
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
@@ -197,7 +200,8 @@ class JobsClient:
                 "py_modules": [str(package_dir())],
                 "excludes": PACKAGE_EXCLUDES,
                 # Unbuffered, so `videomar logs --follow` shows progress as it happens.
-                "env_vars": {"PYTHONUNBUFFERED": "1", **dict(env_vars or {})},
+                "env_vars": {"PYTHONUNBUFFERED": "1", "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
+                             **dict(env_vars or {})},
             }
             self._call(
                 None,

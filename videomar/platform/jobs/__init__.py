@@ -133,6 +133,16 @@ def preflight(spec: JobSpec) -> Any:
         raise SpecError(f"{spec.file}: {err}") from None
 
 
+def use_credentials_file(spec: JobSpec) -> None:
+    """Point this process, and through storage.s3_env the Ray workers, at the spec's AWS
+    credentials file: secrets then never travel in a runtime_env (Ray's state API shows those)."""
+    if spec.s3_credentials_file:
+        path = os.path.abspath(os.path.expanduser(spec.s3_credentials_file))
+        if not os.path.isfile(path):
+            raise SpecError(f"{spec.file}: s3_credentials_file: {path} is not a file")
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = path
+
+
 def execute(spec: JobSpec) -> int:
     """Preflight, then Ray (RAY_ADDRESS's cluster, else an in-process one), then the job; from the
     CLI, inside a console session (a live view; Ray's output in a log file under the cwd)."""
@@ -140,6 +150,7 @@ def execute(spec: JobSpec) -> int:
     from videomar.platform.envfile import apply_env_defaults
     from videomar.ray_env import connected, ensure_ray
 
+    use_credentials_file(spec)
     checked = preflight(spec)
     with console.session(spec.name or spec.kind):
         # Before Ray is imported by ensure_ray: the auth settings are read when it connects.

@@ -1,7 +1,8 @@
 """The Ray Serve application: a thin FastAPI ingress in front of a sampler deployment.
 
 Endpoints (every one but /healthz needs ``Authorization: Bearer <token>`` when a token is
-configured):
+configured, and a Host header among the configured names; see auth.py; bodies are JSON, sent as
+``Content-Type: application/json``; FastAPI's /docs, /redoc and /openapi.json are off):
 
   POST /v1/generate        one video. JSON body (see requests.GenerateRequest): ``image`` (base64
                            PNG/JPEG, frame 0 of the video), ``frames`` (pixel frames of the output,
@@ -32,11 +33,11 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from videomar.artifacts import storage
-from videomar.platform.serving.auth import TokenCheck
+from videomar.platform.serving.auth import HostCheck, TokenCheck, exposure
 from videomar.platform.serving.batches import (
     BatchStatus, BatchStore, GenerationFailed, new_batch_id, output_prefix, run_batch,
 )
-from videomar.platform.serving.bodies import parse_json, read_body
+from videomar.platform.serving.bodies import parse_json, read_body, require_json
 from videomar.platform.serving.engine import Engine, Job, answer, log
 from videomar.platform.serving.requests import BatchRequest, GenerateRequest, RequestError, to_job, validate
 from videomar.platform.serving.stream_socket import serve_socket
@@ -55,7 +56,9 @@ REQUEST_ID_HEADER = "x-videomar-request-id"  # Serve sets x-request-id itself
 INTERNAL_ERROR = "internal error; the server log has the details under this request_id"
 RETRY_AFTER_S = 30  # a batch of the default size takes minutes; come back in a while
 
-app = FastAPI(title="videomar", description="VideoMAR image-to-video generation")
+# The generated docs would answer without the token checks of the endpoints: off.
+app = FastAPI(title="videomar", description="VideoMAR image-to-video generation",
+              docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @app.middleware("http")
@@ -138,6 +141,7 @@ class ApiSettings:
     defaults: SamplerDefaults
     storage_root: str
     token: TokenCheck
+    hosts: HostCheck
     max_batch_size: int
     batch_wait_timeout_s: float
     max_ongoing_requests: int
@@ -158,10 +162,13 @@ class Api:
 
     # -- helpers -----------------------------------------------------------------------------
     def _guard(self, request: Request) -> None:
+        if not self.s.hosts.allows(request.headers.get("host")):
+            raise RequestError("host: not a name this service answers to (http.allowed_hosts)", status=400)
         if not self.s.token.allows(request.headers.get("authorization")):
             raise RequestError("authorization: missing or wrong bearer token", status=401)
 
     async def _body(self, request: Request):
+        require_json(request.headers.get("content-type"))
         body = await read_body(request.stream(), request.headers.get("content-length"), self.s.limits.max_body_bytes)
         return parse_json(body)
 
@@ -241,7 +248,7 @@ class Api:
         self._guard(request)
         found = await asyncio.to_thread(self.store.load, batch_id)
         if found is None:
-            return JSONResponse({"error": f"id: no batch {batch_id}"}, status_code=404)
+            raise RequestError(f"id: no batch {batch_id}", status=404)
         return JSONResponse(found)
 
     async def _generated(self, job: Job) -> dict:
@@ -257,8 +264,11 @@ class Api:
 # -- building and running ------------------------------------------------------------------------
 def build_app(spec: ServeSpec, token: TokenCheck | None = None):
     """The Serve application for ``spec`` (Ray must be connected). ``token`` defaults to the one
-    the spec's auth section configures. Refuses an incomplete export (ConfigError naming it)."""
+    the spec's auth section configures. Refuses an incomplete export (ConfigError naming it) and
+    a non-loopback spec.http.host without a token (AuthError)."""
     check_complete(storage.absolute(spec.export), "export")
+    token = token or TokenCheck.from_config(spec.auth)
+    exposure(spec.http, token)
     d, r = spec.deployment, spec.resources
     scaling = ({"autoscaling_config": d.autoscaling.model_dump()} if d.autoscaling
                else {"num_replicas": r.workers})
@@ -269,7 +279,7 @@ def build_app(spec: ServeSpec, token: TokenCheck | None = None):
     ).bind(storage.absolute(spec.export), d.max_batch_size, d.batch_wait_timeout_s, spec.limits)
     settings = ApiSettings(
         limits=spec.limits, defaults=spec.defaults, storage_root=storage.absolute(spec.storage.root),
-        token=token or TokenCheck.from_config(spec.auth), max_batch_size=d.max_batch_size,
+        token=token, hosts=HostCheck.from_config(spec.http), max_batch_size=d.max_batch_size,
         batch_wait_timeout_s=d.batch_wait_timeout_s, max_ongoing_requests=d.max_ongoing_requests,
     )
     return Api.options(max_ongoing_requests=max(100, 4 * d.max_ongoing_requests)).bind(sampler, settings)
@@ -281,23 +291,3 @@ def start(spec: ServeSpec, route_prefix: str = "/", token: TokenCheck | None = N
     serve.start(http_options={"host": spec.http.host, "port": spec.http.port})
     serve.run(build_app(spec, token), name=spec.app_name, route_prefix=route_prefix)
     return f"http://{spec.http.host}:{spec.http.port}{route_prefix.rstrip('/')}"
-
-
-def serve_forever(spec: ServeSpec) -> int:
-    """Start, print the URL, and block until Ctrl-C (also during start-up); then delete the
-    application."""
-    import time
-
-    from videomar.platform import console
-
-    try:
-        with console.phase(f"deploy {spec.app_name} on Ray Serve"):
-            url = start(spec)
-        console.say(f"videomar serving {spec.export} at {url} (GET {url}/v1/model); Ctrl-C stops")
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        console.say(f"stopping {spec.app_name}")
-    finally:
-        serve.delete(spec.app_name)
-    return 0

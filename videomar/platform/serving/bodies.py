@@ -25,6 +25,17 @@ JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 OPENERS, CLOSERS = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
+def require_json(content_type: str | None) -> None:
+    """415 unless the body is declared JSON: a web page cannot send that cross-origin without a
+    CORS preflight, which this service never grants, so a page the operator opens cannot POST."""
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media != JSON_MEDIA_TYPE:
+        raise RequestError(f"content-type: {media or 'missing'}; send {JSON_MEDIA_TYPE}", status=415)
+
+
 def too_large(size: int | str, limit: int) -> RequestError:
     return RequestError(f"body: {size} bytes exceeds the limit of {limit}", status=413)
 

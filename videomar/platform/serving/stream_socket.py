@@ -47,6 +47,10 @@ async def serve_socket(websocket, api) -> None:
 
     from videomar.platform.serving.streams import StreamRequest, to_stream
 
+    # Browsers do not apply CORS to WebSockets: the Host check stops a rebinding page's socket.
+    if not api.s.hosts.allows(websocket.headers.get("host")):
+        await websocket.close(code=POLICY_VIOLATION, reason="host: not a name this service answers to")
+        return
     if not api.s.token.allows(websocket.headers.get("authorization")):
         await websocket.close(code=POLICY_VIOLATION, reason="authorization: missing or wrong bearer token")
         return

@@ -50,6 +50,9 @@ class JobSpec(Section):
 
     kind: str
     name: str | None = Field(default=None, description="A name for runs, exports and MLflow")
+    s3_credentials_file: str | None = Field(
+        default=None, description="an AWS credentials file present on every node; its path, never its content, "
+        "reaches the Ray workers (else they use their node's credentials)")
     _file: str = PrivateAttr(default="<spec>")
 
     def with_file(self, file: str) -> "JobSpec":

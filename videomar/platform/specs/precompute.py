@@ -35,6 +35,8 @@ class PrecomputeSpec(JobSpec):
     kind: str = "precompute"
     source: str = Field(description="a folder, an s3:// prefix, or a CSV/JSONL/Parquet manifest (path, caption, "
                                     "optional start/end)")
+    source_outside_manifest: bool = Field(default=False, description="let a manifest's paths leave its folder "
+                                          "(else such rows are errors)")
     vae: str = Field(description="the VAE export directory (local or s3://)")
     output: str = Field(description="the dataset folder (local or s3://); manifest.json is written there last")
     buckets: list[BucketSection] = Field(min_length=1, description="(frames, height, width) buckets to produce")
@@ -67,4 +69,5 @@ class PrecomputeSpec(JobSpec):
             encode_batch=self.encode.batch_size, encode_cpus=self.resources.cpus_per_worker,
             encode_gpus=self.resources.gpus_per_worker, decode_cpus=self.encode.decode_cpus,
             shard_clips=self.shard_clips, max_error_fraction=self.max_error_fraction,
+            outside_manifest=self.source_outside_manifest,
         ).resolved()

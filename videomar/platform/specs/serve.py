@@ -19,6 +19,9 @@ DEFAULT_TOKEN_ENV = "VIDEOMAR_API_TOKEN"
 class HttpSection(Section):
     host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 exposes the service")
     port: int = Field(default=8000, ge=0, le=65535)
+    allowed_hosts: list[str] | None = Field(
+        default=None, description="names the Host header may carry; default: the bind address (and the "
+        "loopback names on loopback); any on a 0.0.0.0 bind")
 
 
 class AutoscalingSection(Section):
@@ -90,7 +93,8 @@ class StorageSection(Section):
 
 class AuthSection(Section):
     """A bearer token for every endpoint but /healthz, from a file or an environment variable
-    (the file wins when both are set). No token configured: no authentication."""
+    (the file wins when both are set). No token configured: no authentication, and the service
+    binds loopback only (a non-loopback http.host is refused)."""
 
     token_env: str | None = DEFAULT_TOKEN_ENV
     token_file: str | None = None

@@ -47,6 +47,9 @@ def load_clips(spec: TrainVAESpec) -> ClipSet:
     videos = list_videos(spec.source)[: d.max_videos]
     clips, skipped, used = [], [], 0
     for video in videos:
+        if video.problem:
+            skipped.append(f"{video.uri}: {video.problem}")
+            continue
         try:
             got = video_clips(video, spec)
         except ClipError as err:

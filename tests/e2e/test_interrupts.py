@@ -1,0 +1,73 @@
+"""Ctrl-C (SIGINT to the process group, as a terminal sends it) on `videomar run` and
+`videomar quickstart` while their in-process Ray works: they exit, and every process they started
+is gone, counted by PID. (`videomar serve` is interrupted in test_serve_cli.py.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.latents import FRAMES, SIZE, quickstart_vae
+from tests.support.process_tree import ctrl_c, descendants
+from videomar.data_pipelines.sample_data import write_sample_videos
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 180
+INTERRUPTED = 130  # the CLI's status after Ctrl-C
+
+
+def interrupt_when(args: list[str], cwd: Path, marker: str) -> tuple[float, int, list[str], int, str]:
+    """Start ``videomar ARGS``, Ctrl-C it once its output shows ``marker`` and Ray runs under it."""
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"}
+    log_path = cwd / "out.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "videomar.platform.cli", *args], cwd=cwd, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while marker not in log_path.read_text() or not any_raylet(proc.pid):
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            seconds, status, left, started = ctrl_c(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    return seconds, status, left, started, log_path.read_text()
+
+
+def any_raylet(pid: int) -> bool:
+    import psutil
+
+    return any("raylet" in psutil.Process(p).name() for p in descendants(pid) if psutil.pid_exists(p))
+
+
+def report(what: str, seconds: float, status: int, left: list[str], started: int) -> None:
+    print(f"\n{what}: Ctrl-C -> exited {status} in {seconds:.1f} s; {started} processes it started, "
+          f"{len(left)} left: {left}")
+
+
+def test_ctrl_c_stops_videomar_run_and_leaves_no_process(tmp_path):
+    videos = write_sample_videos(tmp_path / "sample", 8, seed=0, frames=FRAMES, size=SIZE)
+    data = yaml.safe_load((ROOT / "jobs/quickstart/precompute.yaml").read_text())
+    data.update(source=str(videos), vae=quickstart_vae(tmp_path / "vae"), output=str(tmp_path / "latents"))
+    (tmp_path / "precompute.yaml").write_text(yaml.safe_dump(data))
+    seconds, status, left, started, out = interrupt_when(["run", "precompute.yaml"], tmp_path, "precompute: 8 videos")
+    report("videomar run", seconds, status, left, started)
+    assert status == INTERRUPTED and "interrupted" in out, out[-2000:]
+    assert started > 0 and not left
+
+
+def test_ctrl_c_stops_videomar_quickstart_and_leaves_no_process(tmp_path):
+    seconds, status, left, started, out = interrupt_when(
+        ["quickstart", "--small", "--workdir", str(tmp_path / "qs")], tmp_path, "(vae.yaml)")
+    report("videomar quickstart", seconds, status, left, started)
+    assert status == INTERRUPTED and "interrupted" in out, out[-2000:]
+    assert started > 0 and not left
