@@ -75,7 +75,7 @@ def test_prompt_schedules_parse_or_are_named():
         parse_prompts("zero:a 3")
 
 
-def test_videomar_generate_streams_with_a_window_prompts_and_a_cut(export, tmp_path, capsys):
+def test_videomar_generate_streams_with_a_window_prompts_and_a_cut(export, tmp_path, capfd):
     image = tmp_path / "cond.png"
     image.write_bytes(base64.b64decode(png_b64(32, 32)))
     out = tmp_path / "long.mp4"
@@ -84,10 +84,10 @@ def test_videomar_generate_streams_with_a_window_prompts_and_a_cut(export, tmp_p
             "--cut-at", "24"]
     assert cli(args) == 0
     assert decode_mp4(out.read_bytes()).shape == (41, 32, 32, 3)
-    err = capsys.readouterr().err
-    assert "frames 41/41" in err and "frames 1/41" in err  # progress as the frames are made
+    shown = capfd.readouterr().out  # the console's lines (written to descriptor 1)
+    assert "frames 41/41" in shown and "frames 1/41" in shown  # progress as the frames are made
     assert cli([*args[:-1], "99"]) == 2
-    assert "--cut-at" in capsys.readouterr().err
+    assert "--cut-at" in capfd.readouterr().err
 
 
 def test_a_replica_stream_stops_when_its_client_goes_away(engine):
