@@ -196,7 +196,7 @@ def finalize(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, vae, video
     write_manifest(cfg.output, DatasetManifest(
         schema_version=SCHEMA_VERSION, vae_id=params.vae_id, latent_scale=float(vae.scale),
         vae_uri=vae_location(cfg.vae, cfg.output), buckets=buckets, channel_mean=mean, channel_std=std,
-        errors=errors, videos=videos,
+        errors=errors, videos=videos, vae=vae.summary(),
     ))
     return sum(b.clips for b in buckets)
 

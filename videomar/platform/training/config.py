@@ -114,10 +114,12 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
     if shape[0] != model.latent_channels:
         raise ConfigError(
             f"model.latent_channels={model.latent_channels} does not match the dataset's "
-            f"{shape[0]} latent channels ({manifest_uri}); set model.overrides.latent_channels"
+            f"{shape[0]} latent channels (VAE {manifest.vae.get('class_name', manifest.vae_id)}, {manifest_uri}); "
+            f"set model.overrides.latent_channels"
         )
     if shape[2] % model.patch_size or shape[3] % model.patch_size:
-        raise ConfigError(f"model.patch_size={model.patch_size} does not divide the latent grid {shape[2:]}")
+        raise ConfigError(f"model.patch_size={model.patch_size} does not divide the latent grid {shape[2:]} of "
+                          f"bucket {b.shape.key} (VAE {manifest.vae.get('class_name', manifest.vae_id)})")
     clips = bucket_clips(bucket, spec.data.split)
     if clips < spec.resources.workers * spec.optim.batch_size:
         raise ConfigError(
