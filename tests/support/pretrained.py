@@ -40,3 +40,33 @@ def diffusers_vae(class_name: str, directory: Path, seed: int = 0) -> Path:
         model.latents_std.copy_(torch.tensor([0.5, 1.0, 2.0, 1.5]))
     model.save_pretrained(str(directory))
     return directory
+
+
+# Every word of the sample videos' captions ("a handwritten 3 moving up and left"), so the tiny
+# tokenizers cover them.
+WORDS = ["a", "handwritten", "moving", "up", "down", "left", "right", "and", "digit", *map(str, range(10))]
+TEXT_WIDTH = 32
+
+
+def text_encoder(kind: str, directory: Path, seed: int = 0) -> Path:
+    """save_pretrained a tiny random text model and a word-level tokenizer into ``directory``:
+    ``t5`` (a T5 encoder) or ``llm`` (a decoder-only Qwen2, whose last hidden state is used)."""
+    import torch
+    import transformers
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    transformers.BertTokenizer(str(directory / "vocab.txt")).save_pretrained(directory)
+    torch.manual_seed(seed)
+    if kind == "t5":
+        config = transformers.T5Config(vocab_size=len(vocab), d_model=TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=1,
+                                       num_heads=2, pad_token_id=0)
+        model = transformers.T5EncoderModel(config)
+    else:
+        config = transformers.Qwen2Config(vocab_size=len(vocab), hidden_size=TEXT_WIDTH, intermediate_size=64,
+                                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                          pad_token_id=0)
+        model = transformers.Qwen2ForCausalLM(config)
+    model.save_pretrained(directory)
+    return directory

@@ -50,6 +50,9 @@ class DatasetManifest:
     # compression, latent channels, scale and, for pretrained video VAEs, the latents_mean/std
     # its encoder normalised with. Empty in manifests written before it was recorded.
     vae: dict = field(default_factory=dict)
+    # The caption embeddings in <dataset>/text/ (artifacts/text_shards): the text encoder's id,
+    # local path, width and max_length, and the distinct captions. Empty without a text encoder.
+    text: dict = field(default_factory=dict)
 
     def bucket(self, shape: Bucket) -> BucketManifest | None:
         frames, height, width = (int(v) for v in shape)

@@ -28,17 +28,23 @@ def read_config(directory: str | Path) -> dict:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
         raise ConfigError(f"{config_path}: not valid JSON: {err}") from None
+    check_kind(config, str(config_path))
+    return config
+
+
+def check_kind(config: dict, where: str) -> None:
+    """ConfigError naming ``where`` unless the config.json is of a VAE kind videomar loads."""
     if config.get("format") != CONFIG_FORMAT and config.get("_class_name") not in (IMAGE_CLASS, *GEOMETRY):
         raise ConfigError(
-            f"{config_path}: unknown VAE kind {config.get('_class_name') or config.get('format')!r}; expected "
+            f"{where}: unknown VAE kind {config.get('_class_name') or config.get('format')!r}; expected "
             f"format {CONFIG_FORMAT!r} (a videomar VAE export) or a diffusers config whose _class_name is one of "
             f"{', '.join([IMAGE_CLASS, *GEOMETRY])}"
         )
-    return config
 
 
 def vae_geometry(config: dict, where: str = "vae") -> tuple[int, int, int]:
     """(temporal compression, spatial compression, latent channels) from a VAE's config.json."""
+    check_kind(config, where)
     if config.get("format") == CONFIG_FORMAT:
         c = VAEConfig.from_dict(config, where=where)
         return c.temporal_compression, c.spatial_compression, c.latent_channels

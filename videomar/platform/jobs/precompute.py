@@ -1,13 +1,14 @@
 """``kind: precompute``: videos -> VAE latent shards (Parquet) and a manifest, with Ray Data.
 
-    preflight: the videos' source and the VAE export exist (paths made absolute here), and every
-               bucket fits the VAE's temporal and spatial compression (from its config.json)
+    preflight: the videos' source, the VAE export and the text encoder's folder exist (paths made
+               absolute here), and every bucket fits the VAE's compression (from its config.json)
     run:       data_pipelines/precompute.run_precompute on the connected Ray
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 from videomar.artifacts import storage
 from videomar.errors import ConfigError
@@ -26,6 +27,9 @@ def preflight(spec: Spec):
         raise ConfigError(f"vae: {config.vae} is not a VAE export (no config.json); run the train-vae job first, "
                           f"or point it at a diffusers VAE folder")
     check_buckets(spec, json.loads(storage.read_bytes(config_uri)), config_uri)
+    if config.text is not None and not os.path.isfile(os.path.join(config.text.path, "config.json")):
+        raise ConfigError(f"text_encoder.path: {config.text.path} is not a local Hugging Face model folder (no "
+                          f"config.json); put the model there first (nothing is downloaded)")
     return config
 
 
