@@ -30,6 +30,7 @@ from videomar.artifacts.layout import COMPLETE_MARKER, CONFIG_FILE, SPEC_FILE, V
 from videomar.errors import ConfigError
 from videomar.model.config import ModelConfig
 from videomar.model.vae import load_vae
+from videomar.artifacts.models import local_folder
 from videomar.model.text import CachedTextEncoder, HFTextEncoder, folder_id
 from videomar.model.videomar import build_model
 
@@ -120,13 +121,14 @@ def attach_prompt_encoder(export: Export, device, cache_size: int = PROMPT_CACHE
     if not text:
         raise ConfigError(f"export {export.uri}: model.text_encoder='precomputed' but config.json records no "
                           f"text_encoder to embed prompts with")
-    if not Path(text["path"]).is_dir():
-        raise ConfigError(f"export {export.uri}: its text encoder {text['path']} is not on this machine; put the "
-                          f"same model folder there (nothing is downloaded)")
-    if folder_id(text["path"]) != text["encoder_id"]:
+    path = local_folder(text["path"]) if storage.exists(storage.join(text["path"], CONFIG_FILE)) else None
+    if path is None:
+        raise ConfigError(f"export {export.uri}: its text encoder {text['path']} is not there; put the same model "
+                          f"folder there (nothing is downloaded from the Hub)")
+    if folder_id(path) != text["encoder_id"]:
         raise ConfigError(f"export {export.uri}: the text encoder at {text['path']} is not the one the captions were "
                           f"embedded with (id {text['encoder_id']})")
-    encoder = HFTextEncoder(text["path"], max_len=int(text["max_length"]), device=str(device))
+    encoder = HFTextEncoder(path, max_len=int(text["max_length"]), device=str(device))
     export.model.use_text_source(CachedTextEncoder(encoder, cache_size))
     return export
 

@@ -44,7 +44,7 @@ class PrecomputeConfig:
 
     def resolved(self) -> "PrecomputeConfig":
         """Local paths made absolute on the driver: Ray workers run in other directories."""
-        text = self.text and replace(self.text, path=os.path.abspath(self.text.path))
+        text = self.text and replace(self.text, path=storage.absolute(self.text.path))
         return replace(self, source=storage.absolute(self.source), vae=storage.absolute(self.vae),
                        output=storage.absolute(self.output), text=text)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from videomar.artifacts.models import local_folder
 from videomar.artifacts.text_shards import read_text_keys, text_key, text_shard_uris, write_text_shard
 from videomar.data_pipelines.encode import pick_device
 from videomar.ray_env import gpus_per_worker
@@ -15,7 +16,7 @@ from videomar.ray_env import gpus_per_worker
 
 @dataclass(frozen=True)
 class TextConfig:
-    path: str  # local Hugging Face folder (never downloaded)
+    path: str  # Hugging Face model folder: local, or s3:// (copied once per machine; never from the Hub)
     max_length: int = 300  # tokens per caption, at most
     batch_size: int = 32  # captions per encoder call
     workers: int = 1  # actors in the encoder pool
@@ -39,7 +40,7 @@ class CaptionEncoder:
         from videomar.model.text import HFTextEncoder
 
         torch.set_num_threads(threads)
-        self.encoder = HFTextEncoder(path, max_len=max_length, device=pick_device())
+        self.encoder = HFTextEncoder(local_folder(path), max_len=max_length, device=pick_device())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         text = self.encoder.encode([str(c) for c in batch["caption"]])
@@ -51,11 +52,12 @@ class CaptionEncoder:
 
 
 def encoder_identity(path: str) -> tuple[str, int]:
-    """(content id, width) of a local text model folder, read from its files and config."""
+    """(content id, width) of a text model folder, read from its files and config."""
     import transformers
 
     from videomar.model.text import folder_id
 
+    path = local_folder(path)
     config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
     return folder_id(path), int(getattr(config, "hidden_size", None) or config.d_model)
 

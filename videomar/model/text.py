@@ -112,10 +112,11 @@ def load_text_model(transformers, path: Path):
 
 
 def folder_id(path: str | Path) -> str:
-    """A content hash of a model folder (every file's name and bytes): equal ids, equal encoders."""
+    """A content hash of a model folder (every file's name and bytes, hidden files left out):
+    equal ids, equal encoders."""
     h = hashlib.sha256()
     root = Path(path)
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
         h.update(str(file.relative_to(root)).encode() + b"\0")
         with file.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):

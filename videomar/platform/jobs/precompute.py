@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from videomar.artifacts import storage
 from videomar.errors import ConfigError
@@ -27,9 +26,9 @@ def preflight(spec: Spec):
         raise ConfigError(f"vae: {config.vae} is not a VAE export (no config.json); run the train-vae job first, "
                           f"or point it at a diffusers VAE folder")
     check_buckets(spec, json.loads(storage.read_bytes(config_uri)), config_uri)
-    if config.text is not None and not os.path.isfile(os.path.join(config.text.path, "config.json")):
-        raise ConfigError(f"text_encoder.path: {config.text.path} is not a local Hugging Face model folder (no "
-                          f"config.json); put the model there first (nothing is downloaded)")
+    if config.text is not None and not storage.exists(storage.join(config.text.path, "config.json")):
+        raise ConfigError(f"text_encoder.path: {config.text.path} is not a Hugging Face model folder (no "
+                          f"config.json); put the model there first (nothing is downloaded from the Hub)")
     return config
 
 
