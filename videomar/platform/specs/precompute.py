@@ -47,7 +47,9 @@ class PrecomputeSpec(JobSpec):
     kind: str = "precompute"
     source: str = Field(description="a folder, an s3:// prefix, or a CSV/JSONL/Parquet manifest (path, caption, "
                                     "optional start/end)")
-    vae: str = Field(description="the VAE export directory (local or s3://)")
+    vae: str = Field(description="the VAE folder (local or s3://): a train-vae export, or a diffusers VAE folder "
+                                 "(AutoencoderKL, AutoencoderKLWan, AutoencoderKLCosmos, AutoencoderKLCogVideoX, "
+                                 "AutoencoderKLLTXVideo)")
     output: str = Field(description="the dataset folder (local or s3://); manifest.json is written there last")
     buckets: list[BucketSection] = Field(min_length=1, description="(frames, height, width) buckets to produce")
     clips: ClipsSection = ClipsSection()
