@@ -11,6 +11,8 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -20,7 +22,9 @@ from tests.support.videos import decode_mp4, png_b64
 from videomar.artifacts.manifest import load_manifest, manifest_uri
 from videomar.errors import SpecError
 from videomar.platform.cli import main as cli
+from videomar.platform.evaluation.workers import LossWorker
 from videomar.platform.jobs import execute, parse_spec
+from videomar.platform.specs.eval import EvalOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = {"frames": 5, "height": 32, "width": 32}  # Wan tiny: t=2, s=4 -> latents (4, 3, 8, 8)
@@ -88,6 +92,12 @@ def test_wan_vae_and_llm_text_precompute_train_generate(tmp_path, ray_local, cap
     config = json.loads((export / "config.json").read_text())
     assert config["text_encoder"]["path"] == str(llm)
     assert json.loads((export / "vae" / "config.json").read_text())["_class_name"] == "AutoencoderKLWan"
+
+    # Evaluation reads the captions' embeddings from the dataset the stage trained on.
+    shard = pq.read_table(f"{output}/{manifest.buckets[0].shards[0]}").to_pydict()
+    batch = {"mean": np.array(shard["mean"], np.float32).reshape(-1, 4, 3, 8, 8), "caption": np.array(shard["caption"]),
+             "source": np.array(shard["source"]), "clip_index": np.array(shard["clip_index"])}
+    assert np.isfinite(LossWorker(str(export), EvalOptions().model_dump())(batch)["loss"]).all()
 
     image = tmp_path / "cond.png"
     image.write_bytes(base64.b64decode(png_b64(32, 32)))
