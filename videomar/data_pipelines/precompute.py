@@ -162,7 +162,7 @@ def pipeline(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, sources: l
 def worker_env(cfg: PrecomputeConfig) -> dict:
     """Ray remote args giving workers this process's S3 settings when any location is in S3
     (workers may have been started before they were set)."""
-    if not any(storage.is_s3(u) for u in (cfg.source, cfg.vae, cfg.output)):
+    if not any(storage.is_s3(u) for u in (cfg.source, cfg.vae, cfg.output, cfg.text.path if cfg.text else "")):
         return {}
     env = storage.s3_env()
     return {"runtime_env": {"env_vars": env}} if env else {}
