@@ -30,9 +30,12 @@ from videomar.artifacts.layout import COMPLETE_MARKER, CONFIG_FILE, SPEC_FILE, V
 from videomar.errors import ConfigError
 from videomar.model.config import ModelConfig
 from videomar.model.vae import load_vae
+from videomar.artifacts.models import local_folder
+from videomar.model.text import CachedTextEncoder, HFTextEncoder, folder_id
 from videomar.model.videomar import build_model
 
 EXPORT_FORMAT = 1
+PROMPT_CACHE = 1024  # prompt embeddings a serving replica keeps
 
 
 class IncompleteExportError(ConfigError):
@@ -106,6 +109,28 @@ def load_export(uri: str, device: str | torch.device = "cpu") -> Export:
     model.load_state_dict(export_weights(uri))
     model.to(device).eval()
     return Export(uri=str(uri), model=model, vae=_load_vae(uri, config, device), config=config)
+
+
+def attach_prompt_encoder(export: Export, device, cache_size: int = PROMPT_CACHE) -> Export:
+    """A model on precomputed text embeds prompts with the text encoder its export records (the
+    one the training captions were embedded with, checked by its content id), keeping the
+    embeddings of the ``cache_size`` most recent prompts. Other models are left as they are."""
+    if export.model.config.text_encoder != "precomputed":
+        return export
+    text = export.config.get("text_encoder")
+    if not text:
+        raise ConfigError(f"export {export.uri}: model.text_encoder='precomputed' but config.json records no "
+                          f"text_encoder to embed prompts with")
+    path = local_folder(text["path"]) if storage.exists(storage.join(text["path"], CONFIG_FILE)) else None
+    if path is None:
+        raise ConfigError(f"export {export.uri}: its text encoder {text['path']} is not there; put the same model "
+                          f"folder there (nothing is downloaded from the Hub)")
+    if folder_id(path) != text["encoder_id"]:
+        raise ConfigError(f"export {export.uri}: the text encoder at {text['path']} is not the one the captions were "
+                          f"embedded with (id {text['encoder_id']})")
+    encoder = HFTextEncoder(path, max_len=int(text["max_length"]), device=str(device))
+    export.model.use_text_source(CachedTextEncoder(encoder, cache_size))
+    return export
 
 
 def _load_vae(uri: str, config: dict[str, Any], device) -> Any:

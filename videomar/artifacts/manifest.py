@@ -46,6 +46,13 @@ class DatasetManifest:
     channel_std: list[float]
     errors: int
     videos: int = 0  # source videos listed by the run that wrote the manifest
+    # The VAE the latents came from (VideoVAE.summary()): its class, temporal and spatial
+    # compression, latent channels, scale and, for pretrained video VAEs, the latents_mean/std
+    # its encoder normalised with. Empty in manifests written before it was recorded.
+    vae: dict = field(default_factory=dict)
+    # The caption embeddings in <dataset>/text/ (artifacts/text_shards): the text encoder's id,
+    # local path, width and max_length, and the distinct captions. Empty without a text encoder.
+    text: dict = field(default_factory=dict)
 
     def bucket(self, shape: Bucket) -> BucketManifest | None:
         frames, height, width = (int(v) for v in shape)

@@ -20,6 +20,7 @@ from videomar.artifacts.manifest import (DatasetManifest, bucket_manifest, chann
                                               write_manifest)
 from videomar.artifacts.shards import SCHEMA_VERSION, ShardInfo, read_keys, read_shard_info, shard_uris
 from videomar.data_pipelines.sources import list_sources
+from videomar.data_pipelines.text import TextConfig, TextResult, embed_captions
 from videomar.ray_env import gpus_per_worker
 from videomar.data_pipelines.stages import ERROR, SKIP, WRITTEN, ClipParams, decode_source, write_batch
 
@@ -40,10 +41,13 @@ class PrecomputeConfig:
     shard_clips: int = 256  # clips per shard (at most)
     max_error_fraction: float = 0.0  # the run fails when more than this fraction of videos fail
     outside_manifest: bool = False  # a manifest's paths may leave its folder
+    text: TextConfig | None = None  # caption embeddings by a local text model, when set
 
     def resolved(self) -> "PrecomputeConfig":
         """Local paths made absolute on the driver: Ray workers run in other directories."""
-        return replace(self, source=storage.absolute(self.source), vae=storage.absolute(self.vae), output=storage.absolute(self.output))
+        text = self.text and replace(self.text, path=storage.absolute(self.text.path))
+        return replace(self, source=storage.absolute(self.source), vae=storage.absolute(self.vae),
+                       output=storage.absolute(self.output), text=text)
 
 
 @dataclass
@@ -57,6 +61,7 @@ class Summary:
     errors: list[InputError] = field(default_factory=list)
     seconds: float = 0.0
     max_error_fraction: float = 0.0
+    text: TextResult | None = None  # the caption embeddings, when the run has a text encoder
 
     @property
     def failed_videos(self) -> int:
@@ -77,6 +82,9 @@ class Summary:
             f"{self.seconds:.1f} s",
             f"precompute: manifest {self.manifest}",
         ]
+        if self.text:
+            out.insert(2, f"precompute: {self.text.distinct} distinct captions, {self.text.encoded} encoded by this "
+                          f"run (text encoder {self.text.encoder_id}, width {self.text.width})")
         for e in self.errors[:20]:
             out.append(f"  error: {e.path} [{e.stage}] {e.error_class}: {e.message}")
         if self.exit_status:
@@ -111,9 +119,11 @@ def run_precompute(config: PrecomputeConfig, log: Callable[[str], None] = print,
             elif time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 log(progress_line(summary, started))
+    if cfg.text is not None:
+        summary.text = embed_captions(cfg.text, cfg.output, [s.caption for s in sources], worker_env(cfg))
     summary.seconds = time.monotonic() - started
     write_errors(cfg.output, summary.errors)
-    summary.clips = finalize(cfg, params, shapes, vae, len(sources), len(summary.errors))
+    summary.clips = finalize(cfg, params, shapes, vae, len(sources), len(summary.errors), summary.text)
     for line in summary.lines():
         log(line)
     return summary
@@ -159,7 +169,7 @@ def pipeline(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, sources: l
 def worker_env(cfg: PrecomputeConfig) -> dict:
     """Ray remote args giving workers this process's S3 settings when any location is in S3
     (workers may have been started before they were set)."""
-    if not any(storage.is_s3(u) for u in (cfg.source, cfg.vae, cfg.output)):
+    if not any(storage.is_s3(u) for u in (cfg.source, cfg.vae, cfg.output, cfg.text.path if cfg.text else "")):
         return {}
     env = storage.s3_env()
     return {"runtime_env": {"env_vars": env}} if env else {}
@@ -193,7 +203,8 @@ def progress_line(summary: Summary, started: float) -> str:
             f"errors ({rate:.1f} clips/s)")
 
 
-def finalize(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, vae, videos: int, errors: int) -> int:
+def finalize(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, vae, videos: int, errors: int,
+             text: TextResult | None = None) -> int:
     """Write the manifest from the shards now in the output (their footers only); returns the clip count."""
     buckets, infos = [], []
     for bucket, shard_infos in checked_shards(cfg, params, shapes).items():
@@ -203,9 +214,17 @@ def finalize(cfg: PrecomputeConfig, params: ClipParams, shapes: dict, vae, video
     write_manifest(cfg.output, DatasetManifest(
         schema_version=SCHEMA_VERSION, vae_id=params.vae_id, latent_scale=float(vae.scale),
         vae_uri=vae_location(cfg.vae, cfg.output), buckets=buckets, channel_mean=mean, channel_std=std,
-        errors=errors, videos=videos,
+        errors=errors, videos=videos, vae=vae.summary(), text=text_manifest(cfg, text),
     ))
     return sum(b.clips for b in buckets)
+
+
+def text_manifest(cfg: PrecomputeConfig, text: TextResult | None) -> dict:
+    """The manifest's record of the caption embeddings (empty without a text encoder)."""
+    if text is None or cfg.text is None:
+        return {}
+    return {"encoder_id": text.encoder_id, "path": cfg.text.path, "width": text.width,
+            "max_length": cfg.text.max_length, "captions": text.distinct}
 
 
 def checked_shards(cfg: PrecomputeConfig, params: ClipParams, shapes: dict) -> dict[tuple, list[ShardInfo]]:

@@ -42,7 +42,11 @@ class VideoMAR(nn.Module):
         self.z_proj = nn.Linear(config.token_dim, d)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
         self.text_encoder = BytesTextEncoder(config.text_dim, config.text_max_len) if config.text_encoder == "bytes" else None
-        self.null_text = nn.Parameter(torch.zeros(1, config.text_dim))
+        # Classifier-free guidance's unconditional text: a learned sequence (as in the paper) for
+        # precomputed embeddings, one learned token for the bytes encoder.
+        null_len = config.text_max_len if config.text_encoder == "precomputed" else 1
+        self.null_text = nn.Parameter(torch.zeros(null_len, config.text_dim))
+        self.text_source = None  # captions -> TextBatch of embeddings (use_text_source); not weights
         self.rope = Rope3D(config.rope_slices, config.rope_theta)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(d)
@@ -66,9 +70,20 @@ class VideoMAR(nn.Module):
         self.head.net.zero_init()
 
     # -- text ------------------------------------------------------------------------------
+    def use_text_source(self, source) -> "VideoMAR":
+        """Where ``tokenize`` gets precomputed embeddings: a callable captions -> TextBatch (the
+        dataset's EmbeddingTable in training and evaluation, a CachedTextEncoder in serving)."""
+        self.text_source = source
+        return self
+
     def tokenize(self, captions: list[str]) -> TextBatch:
-        """Captions -> a TextBatch for the bytes encoder (on CPU; move it with .to(device))."""
-        return tokenize_bytes(list(captions), self.config.text_max_len)
+        """Captions -> the model's TextBatch (on CPU; move it with .to(device)): byte ids for the
+        bytes encoder, else embeddings from the attached text source."""
+        if self.config.text_encoder == "bytes":
+            return tokenize_bytes(list(captions), self.config.text_max_len)
+        if self.text_source is None:
+            raise ConfigError("model.text_encoder='precomputed': no text source attached (use_text_source)")
+        return self.text_source(list(captions))
 
     def encode_text(self, text: TextBatch, drop: torch.Tensor | None = None) -> TextContext:
         """Text embeddings, with rows where `drop` [B] is true replaced by the learned null text."""
@@ -76,10 +91,14 @@ class VideoMAR(nn.Module):
         emb = emb.to(self.null_text.dtype)
         if drop is None:
             return TextContext(emb, text.mask)
+        n, mask = self.null_text.shape[0], text.mask
+        if emb.shape[1] < n:  # room for the whole null sequence: pad (masked out) on the right
+            emb = nn.functional.pad(emb, (0, 0, 0, n - emb.shape[1]))
+            mask = nn.functional.pad(mask, (0, n - mask.shape[1]), value=False)
         null = torch.zeros_like(emb)
-        null[:, 0] = self.null_text
+        null[:, :n] = self.null_text
         emb = torch.where(drop[:, None, None], null, emb)
-        return TextContext(emb, with_null(text, drop))
+        return TextContext(emb, with_null(mask, drop, n))
 
     # -- backbone --------------------------------------------------------------------------
     def backbone(self, h, pos, text: TextContext, cache: KVCache | None = None, write: bool = False):

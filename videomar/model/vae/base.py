@@ -21,7 +21,6 @@ from videomar.artifacts.layout import CONFIG_FILE, WEIGHTS_FILE
 from videomar.artifacts.storage import atomic_path
 
 
-
 class VideoVAE(nn.Module, ABC):
     temporal_compression: int
     spatial_compression: int
@@ -49,6 +48,22 @@ class VideoVAE(nn.Module, ABC):
     @abstractmethod
     def config_dict(self) -> dict:
         """The JSON-able description of this VAE (what its config.json holds)."""
+
+    @property
+    def class_name(self) -> str:
+        """The kind of VAE, as its config.json names it."""
+        return type(self).__name__
+
+    def normalization(self) -> dict:
+        """How encode() normalises the latents beyond ``scale`` (per-channel statistics); empty
+        when it does not."""
+        return {}
+
+    def summary(self) -> dict:
+        """What a dataset manifest records about the VAE its latents came from."""
+        return {"class_name": self.class_name, "temporal_compression": int(self.temporal_compression),
+                "spatial_compression": int(self.spatial_compression), "latent_channels": int(self.latent_channels),
+                "scale": float(self.scale), **self.normalization()}
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C, T', H', W') of the latents of a clip of ``frames`` x ``height`` x ``width`` pixels."""

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from videomar.model.vae.base import VideoVAE, export_files, sample_posterior
-from videomar.model.vae.config import VAEConfig
+from videomar.model.vae.config import CONFIG_FORMAT, VAEConfig
 
 LOGVAR_RANGE = (-30.0, 20.0)
 
@@ -166,6 +166,7 @@ class CausalVideoVAE(VideoVAE):
     spatial_compression = property(lambda self: self.config.spatial_compression)  # type: ignore[assignment]
     latent_channels = property(lambda self: self.config.latent_channels)  # type: ignore[assignment]
     scale = property(lambda self: self.config.scale)  # type: ignore[assignment]
+    class_name = CONFIG_FORMAT  # type: ignore[assignment]  # what its config.json's ``format`` says
 
     def config_dict(self) -> dict:
         return self.config.to_dict()

@@ -31,6 +31,7 @@ from videomar.platform.specs.base import ResourcesSection
 from videomar.platform.specs.eval import EvalOptions
 from videomar.ray_env import gpus_per_worker
 from videomar.artifacts.export import load_export
+from videomar.artifacts.text_shards import attach_text
 from videomar.artifacts.media import to_uint8_frames
 from videomar.data_pipelines.clips import read_clip
 from videomar.platform.evaluation.digits import load_digit_classifier
@@ -59,6 +60,8 @@ class _ExportWorker:
     def __init__(self, export_uri: str, options: dict[str, Any]):
         self.options = EvalOptions.model_validate(options)
         self.export = load_export(export_uri, device=device())
+        # Precomputed text: the captions' embeddings from the dataset the stage trained on.
+        attach_text(self.export.model, self.export.config.get("manifest"), self.export.config.get("text_encoder"))
         self.device = next(self.export.model.parameters()).device
 
     def latents(self, batch: dict[str, np.ndarray]) -> torch.Tensor:

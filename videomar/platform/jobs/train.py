@@ -174,5 +174,7 @@ def write_stage_export(plan: StagePlan, ckpt) -> None:
         "stage": spec.name,
         "step": state["step"],
         "manifest": plan.dataset.manifest_uri,
+        # Serving embeds prompts with the encoder the dataset's captions were embedded with.
+        "text_encoder": plan.dataset.text if spec.model.build().text_encoder == "precomputed" else None,
     }
     export.write_export(plan.export_uri, ema, config, plan.spec_yaml, plan.dataset.vae_uri)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from videomar.artifacts.export import load_export
+from videomar.artifacts.export import attach_prompt_encoder, load_export
 from videomar.artifacts.media import DEFAULT_FPS, decode_latents, mp4_bytes, to_uint8_frames
 from videomar.model.sampler import generate, progressive_temperature
 
@@ -81,7 +81,7 @@ class Engine:
     @classmethod
     def load(cls, uri: str, device: str | torch.device | None = None) -> "Engine":
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        export = load_export(uri, device=device)
+        export = attach_prompt_encoder(load_export(uri, device=device), device)
         return cls(export.model, export.vae, export.config)
 
     # -- shapes ------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class DatasetInfo:
     clips: int  # clips in the chosen split of the bucket
     val_clips: int  # held-out clips of the bucket (what the end-of-stage eval uses)
     latent_range: float = X0_RANGE_FALLBACK  # |scaled latent| the data reaches (the head's x0 clip)
+    text: dict | None = None  # the manifest's caption embeddings record (text encoder id, path, width)
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,13 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
     if shape[0] != model.latent_channels:
         raise ConfigError(
             f"model.latent_channels={model.latent_channels} does not match the dataset's "
-            f"{shape[0]} latent channels ({manifest_uri}); set model.overrides.latent_channels"
+            f"{shape[0]} latent channels (VAE {manifest.vae.get('class_name', manifest.vae_id)}, {manifest_uri}); "
+            f"set model.overrides.latent_channels"
         )
     if shape[2] % model.patch_size or shape[3] % model.patch_size:
-        raise ConfigError(f"model.patch_size={model.patch_size} does not divide the latent grid {shape[2:]}")
+        raise ConfigError(f"model.patch_size={model.patch_size} does not divide the latent grid {shape[2:]} of "
+                          f"bucket {b.shape.key} (VAE {manifest.vae.get('class_name', manifest.vae_id)})")
+    check_text(model, manifest, manifest_uri)
     clips = bucket_clips(bucket, spec.data.split)
     if clips < spec.resources.workers * spec.optim.batch_size:
         raise ConfigError(
@@ -133,7 +137,20 @@ def dataset_info(manifest_uri: str, spec: TrainSpec) -> DatasetInfo:
         clips=clips,
         val_clips=bucket_clips(bucket, "val"),
         latent_range=latent_range(manifest),
+        text=manifest.text or None,
     )
+
+
+def check_text(model, manifest: DatasetManifest, manifest_uri: str) -> None:
+    """A model on precomputed text needs the dataset's caption embeddings, of its text_dim."""
+    if model.text_encoder != "precomputed":
+        return
+    if not manifest.text:
+        raise ConfigError(f"model.text_encoder='precomputed': the dataset {manifest_uri} has no caption embeddings; "
+                          f"precompute it with text_encoder: {{path: ...}}")
+    if int(manifest.text["width"]) != model.text_dim:
+        raise ConfigError(f"model.text_dim={model.text_dim} differs from the width {manifest.text['width']} of the "
+                          f"dataset's text encoder ({manifest.text['path']}); set model.overrides.text_dim")
 
 
 def latent_range(manifest: DatasetManifest) -> float:

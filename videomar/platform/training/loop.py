@@ -29,6 +29,7 @@ from videomar.platform.training.core import after_step, stream_seed
 from videomar.platform.training.data import RankStream, draw_latents, rank_data
 from videomar.platform.training.ema import EMA, deepspeed_master, gathered, master_weights
 from videomar.platform.training.engine import build_engine
+from videomar.artifacts.text_shards import attach_text
 from videomar.platform.training.samples import StageSampler
 
 
@@ -97,7 +98,7 @@ def _worker_env() -> WorkerEnv:
 def _build(plan: StagePlan, init: dict | None, device: torch.device) -> Trainee:
     """Same seed on every rank, so every rank starts from the same weights; then init_from."""
     torch.manual_seed(plan.spec.seed)
-    model = build_model(plan.spec.model.build())
+    model = attach_text(build_model(plan.spec.model.build()), plan.dataset.manifest_uri, plan.dataset.text)
     if init is not None and "weights" in init:
         model.load_state_dict(init["weights"])
     model.to(device)

@@ -20,6 +20,7 @@ from videomar.model.vae import load_vae
 from videomar.model.videomar import build_model
 from videomar.platform.training.config import StagePlan
 from videomar.platform.training.data import Batch
+from videomar.artifacts.text_shards import attach_text
 
 COND_FRAMES = 1  # the image condition: the first latent frame
 
@@ -57,7 +58,7 @@ class StageSampler:
         if self.cond is None:
             return []
         spec = self.plan.spec
-        model = build_model(spec.model.build())
+        model = attach_text(build_model(spec.model.build()), self.plan.dataset.manifest_uri, self.plan.dataset.text)
         model.load_state_dict(ema.state_dict())
         model.to(self.device).eval()
         # The rest of a training clip; for an image bucket (one latent frame), one frame more.
