@@ -67,7 +67,7 @@ def stage_plan(preset: str, batch: int, steps: int, frames: int, grid: int, lr: 
     from videomar.platform.training.config import DatasetInfo, StagePlan
     from videomar.platform.training.deepspeed_config import resolve_precision
 
-    workdir = tempfile.mkdtemp(prefix="videomar-bench-gpu-")
+    workdir = f"{tempfile.gettempdir()}/videomar-bench-gpu"  # named by the spec, never written to
     spec = parse_spec({
         "kind": "train", "name": f"bench-gpu-{preset}",
         "model": {"preset": preset, "overrides": {"latent_channels": LATENT_CHANNELS}},
