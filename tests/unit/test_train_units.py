@@ -81,6 +81,9 @@ def test_lr_scales_with_global_batch_and_deepspeed_config_follows_the_spec():
     assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_clipping"] == 2.0
     assert ds["bf16"]["enabled"] is False
     assert build_ds_config(spec, "bf16")["bf16"]["enabled"] is True
+    # DeepSpeed disables an outer autocast in its forward unless its torch_autocast section is on
+    assert build_ds_config(spec, "bf16")["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
+    assert ds["torch_autocast"]["enabled"] is False
     assert resolve_precision("auto", cuda=True) == "bf16" and resolve_precision("auto", cuda=False) == "fp32"
     with pytest.raises(ValueError, match="bf16 needs GPU workers"):
         resolve_precision("bf16", cuda=False)

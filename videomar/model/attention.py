@@ -21,14 +21,26 @@ def block_causal_mask(frame_ids: torch.Tensor, past: int) -> torch.Tensor | None
     return torch.cat([cached, own], dim=1)
 
 
+class HeadNorm(nn.RMSNorm):
+    """RMSNorm of each head's queries or keys, its weight cast to the input's dtype: under bf16
+    autocast (the sampler's) the input is bf16 and the weight fp32, a pair torch's fused kernel
+    refuses, falling back to a slower composite."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, rope_slices: tuple[int, int, int]):
         super().__init__()
         self.heads = heads
         self.rope_slices = rope_slices
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)
-        self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.q_norm = HeadNorm(dim // heads)
+        self.k_norm = HeadNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x, cos, sin, mask, past):
@@ -50,8 +62,8 @@ class CrossAttention(nn.Module):
         self.heads = heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(text_dim, 2 * dim)
-        self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)
-        self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.q_norm = HeadNorm(dim // heads)
+        self.k_norm = HeadNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
     def text_kv(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

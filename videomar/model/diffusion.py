@@ -51,6 +51,7 @@ class GaussianDiffusion:
         self.log_betas = np.log(betas)
         self.post_coef1 = betas * np.sqrt(ac_prev) / (1.0 - ac)
         self.post_coef2 = (1.0 - ac_prev) * np.sqrt(1.0 - betas) / (1.0 - ac)
+        self._on_device: dict[tuple[int, torch.device], torch.Tensor] = {}  # (id(array), device) -> tensor
 
     @classmethod
     def cosine(cls, train_steps: int, sample_steps: int | None = None) -> "GaussianDiffusion":
@@ -64,7 +65,12 @@ class GaussianDiffusion:
 
     # -- indexing helpers: t is a [n] long tensor; arrays become [n, 1] on t's device
     def _at(self, arr: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        vals = torch.from_numpy(arr).to(device=like.device, dtype=torch.float32)
+        # Each schedule array is copied to a device once: a copy per call would be a blocking
+        # host-to-device transfer at every step of every sampling chain (six per step on a GPU).
+        key = (id(arr), like.device)
+        vals = self._on_device.get(key)
+        if vals is None:
+            vals = self._on_device[key] = torch.from_numpy(arr).to(device=like.device, dtype=torch.float32)
         return vals[t].to(like.dtype)[:, None]
 
     def q_sample(self, x0, t, noise):

@@ -37,6 +37,9 @@ def build_ds_config(spec: TrainSpec, precision: str) -> dict[str, Any]:
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": precision == "bf16"},
+        # The engine's forward switches off an autocast entered around it (as the loop does) unless
+        # this section enables its own: the bf16 module would then meet fp32 latents and buffers.
+        "torch_autocast": {"enabled": precision == "bf16", "dtype": "bfloat16"},
         "fp16": {"enabled": False},
         "steps_per_print": _QUIET_STEPS,
         "wall_clock_breakdown": False,

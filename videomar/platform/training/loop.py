@@ -64,7 +64,7 @@ def train_func(config: dict[str, Any]) -> None:
     data = RankStream(rank_data(config["data"], env.rank, env.world), env.rank, plan.spec.seed)
     # init_from's state dicts travel through the object store (a reference in the config).
     init = ray.get(config["init"]) if config.get("init") is not None else None
-    trainee = _build(plan, init, env.device)
+    trainee = build_trainee(plan, init, env.device)
     state, resumed = TrainState(), False
     latest = ray.train.get_checkpoint()
     if latest is not None:
@@ -95,7 +95,7 @@ def _worker_env() -> WorkerEnv:
                      ray.get_runtime_context().get_node_id())
 
 
-def _build(plan: StagePlan, init: dict | None, device: torch.device) -> Trainee:
+def build_trainee(plan: StagePlan, init: dict | None, device: torch.device) -> Trainee:
     """Same seed on every rank, so every rank starts from the same weights; then init_from."""
     torch.manual_seed(plan.spec.seed)
     model = attach_text(build_model(plan.spec.model.build()), plan.dataset.manifest_uri, plan.dataset.text)
@@ -123,10 +123,7 @@ def _train(plan: StagePlan, env: WorkerEnv, t: Trainee, state: TrainState, resum
     while state.step < spec.schedule.steps:
         started = time.perf_counter()
         lr = t.scheduler.get_last_lr()[0]
-        loss = _optimizer_step(plan, env, t, batches, state, sampler)
-        t.ema.update(master_weights(t.model, deepspeed_master(t.engine.optimizer)))  # bf16: fp32 masters
-        state.step += 1
-        state.samples_seen += spec.global_batch
+        loss = train_step(plan, env, t, batches, state, sampler)
         metrics = {**_step_metrics(plan, env, t, loss, lr, time.perf_counter() - started),
                    "data_wait_s": batches.take_waited()}
         if logger is not None:
@@ -163,6 +160,16 @@ class Waited:
     def take_waited(self) -> float:
         waited, self.waited = self.waited, 0.0
         return waited
+
+
+def train_step(plan: StagePlan, env: WorkerEnv, t: Trainee, batches, state: TrainState, sampler=None) -> float:
+    """One optimizer step as a stage runs it (the micro-batches, DeepSpeed's step, then the EMA);
+    returns its loss. bench.gpu times this same function."""
+    loss = _optimizer_step(plan, env, t, batches, state, sampler)
+    t.ema.update(master_weights(t.model, deepspeed_master(t.engine.optimizer)))  # bf16: fp32 masters
+    state.step += 1
+    state.samples_seen += plan.spec.global_batch
+    return loss
 
 
 def _optimizer_step(plan: StagePlan, env: WorkerEnv, t: Trainee, batches, state: TrainState, sampler) -> float:
