@@ -44,6 +44,7 @@ class Plan:
     videos: int = 200
     generate_frames: int = 9  # pixel frames of the final video, the condition frame included
     generate_steps: int = 8
+    temperature: float = 0.3  # as eval.yaml samples: see its comment
     # Per spec file: nested keys to override in the YAML before it is validated.
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -163,7 +164,7 @@ def _generate(work: Path, plan: Plan) -> dict[str, Path]:
     image = _held_out_frame(work, (bucket["height"], bucket["width"]))
     out = work / "generated" / "heldout.mp4"
     status = cli(["generate", "--export", export_uri, "--image", str(image), "--frames",
-                  str(plan.generate_frames), "--steps", str(plan.generate_steps),
+                  str(plan.generate_frames), "--steps", str(plan.generate_steps), "--temperature", str(plan.temperature),
                   "--prompt", "a handwritten digit moving", "--out", str(out)])
     if status != 0:
         raise QuickstartError(f"generation failed with exit status {status}")
