@@ -59,7 +59,7 @@ def test_ctrl_c_stops_videomar_run_and_leaves_no_process(tmp_path):
     data = yaml.safe_load((ROOT / "jobs/quickstart/precompute.yaml").read_text())
     data.update(source=str(videos), vae=quickstart_vae(tmp_path / "vae"), output=str(tmp_path / "latents"))
     (tmp_path / "precompute.yaml").write_text(yaml.safe_dump(data))
-    seconds, status, left, started, out = interrupt_when(["run", "precompute.yaml"], tmp_path, "precompute: 8 videos")
+    seconds, status, left, started, out = interrupt_when(["run", "precompute.yaml"], tmp_path, "precompute quickstart-latents ...")
     report("videomar run", seconds, status, left, started)
     assert status == INTERRUPTED and "interrupted" in out, out[-2000:]
     assert started > 0 and not left
