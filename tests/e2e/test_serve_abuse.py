@@ -17,13 +17,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.support.ray_local import local_ray
-from tests.support.tiny_export import write_tiny_export
+from tests.support.served import served
 from tests.support.videos import decode_mp4, png_b64
 from tests.unit.test_serve_hardening import BATCH_MALFORMED, MALFORMED, body
-from videomar.platform.jobs import parse_spec
-from videomar.platform.processes import free_port
-from videomar.platform.serving.auth import TokenCheck, digest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 BODY_LIMIT = 2_000_000  # room for the 1 MB output_prefix, so that its own check answers
@@ -35,27 +31,13 @@ MAX_BATCH_INPUTS = 24
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    import ray
-    from ray import serve
-
-    from videomar.platform.serving.app import start
-
-    export = write_tiny_export(str(tmp_path_factory.mktemp("export") / "stage"))
-    ray.shutdown()
-    local_ray()
-    spec = parse_spec({
-        "kind": "serve", "export": export, "http": {"host": "127.0.0.1", "port": free_port()},
+    with served(tmp_path_factory, TOKEN, {
         "deployment": {"max_batch_size": 8, "max_ongoing_requests": 16, "batch_wait_timeout_s": 0.1},
         "defaults": {"steps": 2},
         "limits": {"max_frames": 17, "max_height": 64, "max_width": 64, "max_body_bytes": BODY_LIMIT,
                    "max_batch_inputs": MAX_BATCH_INPUTS, "max_running_batches": 1},
-        "storage": {"root": str(tmp_path_factory.mktemp("outputs"))}, "auth": {"token_env": None},
-    })
-    try:
-        yield start(spec, token=TokenCheck(digest(TOKEN)))
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    }) as base:
+        yield base
 
 
 # (name, body, field) for POST /v1/generate, on top of the unit tier's MALFORMED.

@@ -13,12 +13,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.support.ray_local import local_ray
-from tests.support.tiny_export import write_tiny_export
+from tests.support.served import served
 from tests.support.videos import decode_mp4, png_b64
-from videomar.platform.jobs import parse_spec
-from videomar.platform.processes import free_port
-from videomar.platform.serving.auth import TokenCheck, digest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 TOKEN = "stream-token-for-tests"
@@ -28,25 +24,11 @@ LONG = 397  # pixel frames: 99 latent frames after the image
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    import ray
-    from ray import serve
-
-    from videomar.platform.serving.app import start
-
-    export = write_tiny_export(str(tmp_path_factory.mktemp("export") / "stage"))
-    ray.shutdown()
-    local_ray()
-    spec = parse_spec({
-        "kind": "serve", "export": export, "http": {"host": "127.0.0.1", "port": free_port()},
+    with served(tmp_path_factory, TOKEN, {
         "defaults": {"steps": 2},
         "limits": {"max_frames": 17, "max_stream_frames": LONG, "max_streams": 1, "stream_idle_timeout_s": 20},
-        "storage": {"root": str(tmp_path_factory.mktemp("outputs"))}, "auth": {"token_env": None},
-    })
-    try:
-        yield start(spec, token=TokenCheck(digest(TOKEN)))
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    }) as base:
+        yield base
 
 
 def body(**over):
