@@ -84,3 +84,15 @@ def test_a_failing_session_shows_reason_tail_and_log_path_and_the_log_holds_ever
                           timeout=60, env={**env, LOG_LEVEL: "debug"})
     assert "written by a C library" in proc.stderr and "Traceback" in proc.stderr
     assert not (tmp_path / "v" / "logs").exists()
+
+
+def test_the_cli_enables_sessions_for_its_call_only(tmp_path, capsys):
+    """A process that runs the CLI and then calls the library (a notebook, the test suite) gets
+    the library's plain prints back, not a console writing past its sys.stdout."""
+    from videomar.platform import console
+    from videomar.platform.cli import main
+
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert console._enabled["on"] is False
+    console.say("a plain line")
+    assert "a plain line" in capsys.readouterr().out

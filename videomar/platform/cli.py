@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    console.enable(verbose=args.verbose)
     try:
-        return int(args.func(args) or 0)
+        with console.enabled(verbose=args.verbose):
+            return int(args.func(args) or 0)
     except console.JobFailed:
         return 1
     except UserError as err:

@@ -32,7 +32,7 @@ from videomar.platform.console.board import Reporter
 from videomar.platform.console.capture import Capture, reason, relevant_tail
 from videomar.platform.console.view import PLAIN_EVERY_S, Phase, make_view
 
-__all__ = ["JobFailed", "Phase", "Reporter", "enable", "failed", "phase", "say", "session", "watched"]
+__all__ = ["JobFailed", "Phase", "Reporter", "enable", "enabled", "failed", "phase", "say", "session", "watched"]
 
 LOG_LEVEL_ENV = "VIDEOMAR_LOG_LEVEL"  # "debug": everything on the console
 LOG_DIR_ENV = "VIDEOMAR_LOG_DIR"  # where verbs without a work dir of their own write their log
@@ -84,6 +84,18 @@ def enable(verbose: bool = False, on: bool = True) -> None:
     """Let verbs open sessions (the CLI does; code used as a library prints as it always did)."""
     _enabled["on"] = on
     _enabled["verbose"] = verbose or os.environ.get(LOG_LEVEL_ENV, "").lower() == "debug"
+
+
+@contextlib.contextmanager
+def enabled(verbose: bool = False) -> Iterator[None]:
+    """Sessions enabled for one CLI call, then as before: a process that runs the CLI and then
+    uses the library (a notebook, a test) gets plain prints back."""
+    before = dict(_enabled)
+    enable(verbose)
+    try:
+        yield
+    finally:
+        _enabled.update(before)
 
 
 def say(line: str) -> None:
