@@ -2,7 +2,8 @@
 LLM (Qwen2), each saved with save_pretrained -> the precompute job (the VAE's compression, channels
 and normalisation, and the caption embeddings, in the manifest; a re-run encodes nothing twice) ->
 a short training stage on precomputed text (Ray Train + DeepSpeed on the local Ray) -> ``videomar
-generate`` embedding its prompt with the same LLM and decoding through the same VAE."""
+generate`` embedding its prompt with the same LLM and decoding through the same VAE. The other
+three diffusers video VAE classes take the same path with a T5 encoder."""
 
 from __future__ import annotations
 
@@ -31,12 +32,12 @@ BUCKET = {"frames": 5, "height": 32, "width": 32}  # Wan tiny: t=2, s=4 -> laten
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-def stage_spec(manifest: str, work: Path):
+def stage_spec(manifest: str, work: Path, bucket: dict = BUCKET, name: str = "wan-stage"):
     data = yaml.safe_load((ROOT / "jobs/quickstart/stage1.yaml").read_text())
-    data.update(name="wan-stage", storage=str(work / "runs"))
+    data.update(name=name, storage=str(work / "runs"))
     data["model"]["overrides"].update(latent_channels=4, text_encoder="precomputed", text_dim=TEXT_WIDTH,
                                       text_max_len=16)
-    data["data"].update(manifest=manifest, bucket=BUCKET)
+    data["data"].update(manifest=manifest, bucket=bucket)
     data["schedule"].update(steps=2, warmup_steps=1)
     data["checkpoint"].update(every=2, keep=1)
     data["optim"]["batch_size"] = 2
@@ -105,3 +106,37 @@ def test_wan_vae_and_llm_text_precompute_train_generate(tmp_path, ray_local, cap
     assert cli(["generate", "--export", str(export), "--image", str(image), "--frames", "5", "--out", str(out),
                 "--steps", "2", "--prompt", "a handwritten 3 moving up"]) == 0
     assert decode_mp4(out.read_bytes()).shape == (5, 32, 32, 3)
+
+
+# (temporal, spatial) compression of each tiny config (tests/support/pretrained.py), on 32x32 clips
+# (decord cannot read back smaller videos).
+OTHER_VAES = {"AutoencoderKLCosmos": (4, 4), "AutoencoderKLCogVideoX": (2, 2), "AutoencoderKLLTXVideo": (2, 4)}
+
+
+@pytest.mark.parametrize("class_name", sorted(OTHER_VAES))
+def test_each_other_video_vae_with_t5_text_precompute_train_generate(tmp_path, ray_local, class_name):
+    from videomar.data_pipelines.sample_data import write_sample_videos
+
+    t, s = OTHER_VAES[class_name]
+    bucket = {"frames": 2 * t + 1, "height": 32, "width": 32}
+    vae = diffusers_vae(class_name, tmp_path / "vae")
+    t5 = text_encoder("t5", tmp_path / "t5")
+    sources = write_sample_videos(tmp_path / "sample", 2, seed=0, frames=2 * t + 1, size=32)
+    output = str(tmp_path / "latents")
+    spec = precompute_spec(str(sources), str(vae), output, buckets=[bucket], val_fraction=0.0,
+                           text_encoder={"path": str(t5), "max_length": 16})
+    assert execute(spec) == 0
+    manifest = load_manifest(manifest_uri(output))
+    assert manifest.buckets[0].latent_shape == (4, 3, 32 // s, 32 // s)
+    assert (manifest.vae["class_name"], manifest.vae["temporal_compression"]) == (class_name, t)
+    assert manifest.text["path"] == str(t5)
+
+    assert execute(parse_spec(stage_spec(manifest_uri(output), tmp_path, bucket, "vae-stage"), "<stage>")) == 0
+    export = tmp_path / "runs" / "vae-stage" / "export"
+    assert json.loads((export / "vae" / "config.json").read_text())["_class_name"] == class_name
+    image = tmp_path / "cond.png"
+    image.write_bytes(base64.b64decode(png_b64(32, 32)))
+    out = tmp_path / "out.mp4"
+    assert cli(["generate", "--export", str(export), "--image", str(image), "--frames", str(2 * t + 1),
+                "--out", str(out), "--steps", "2", "--prompt", "a handwritten 3 moving up"]) == 0
+    assert decode_mp4(out.read_bytes()).shape == (2 * t + 1, 32, 32, 3)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from videomar.errors import ConfigError
-from videomar.model.config import HeadConfig, model_config
+from videomar.model.config import LATENT_CLIP, HeadConfig, model_config
 from videomar.model.diffloss import DiffusionHead
 
 TOKEN, COND, RANGE = 4, 16, 1.0
@@ -65,6 +65,9 @@ def test_unclipped_sampling_is_available_and_leaves_x0_as_predicted(trained_head
 
 def test_x0_clip_is_a_validated_head_field():
     assert model_config("tiny", head={"x0_clip": 2.5}).head.x0_clip == 2.5
+    assert model_config("tiny").frame_clip == LATENT_CLIP and model_config("tiny", latent_clip=3).frame_clip == 3
+    with pytest.raises(ConfigError, match="model.latent_clip=0"):
+        model_config("tiny", latent_clip=0)
     assert model_config("tiny", head={"x0_clip": None}).head.x0_clip is None
     with pytest.raises(ConfigError, match="model.head.x0_clip"):
         model_config("tiny", head={"x0_clip": 0})
@@ -89,7 +92,13 @@ def test_a_stage_clips_x0_to_its_datasets_latent_range_unless_told_null(tmp_path
     parsed = parse_spec(spec)
     plan = plan_stage(parsed, dataset_info(str(tmp_path / "manifest.json"), parsed))
     # widest channel: |0| + 4 x 2 = 8 unscaled, times the latent scale 0.5
-    assert plan.spec.model.build().head.x0_clip == 4.0
+    model = plan.spec.model.build()
+    assert (model.head.x0_clip, model.latent_clip, model.frame_clip) == (4.0, 4.0, 4.0)
+    spec["model"]["overrides"]["residual"] = True  # its targets are differences: twice the range
+    parsed = parse_spec(spec)
+    model = plan_stage(parsed, dataset_info(str(tmp_path / "manifest.json"), parsed)).spec.model.build()
+    assert (model.head.x0_clip, model.latent_clip) == (8.0, 4.0)
+    del spec["model"]["overrides"]["residual"]
     spec["model"]["overrides"]["head"] = {"x0_clip": None}
     parsed = parse_spec(spec)
     plan = plan_stage(parsed, dataset_info(str(tmp_path / "manifest.json"), parsed))

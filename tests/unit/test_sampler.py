@@ -126,3 +126,33 @@ def test_videos_are_written_as_mp4_gif_and_contact_sheet(tmp_path):
     assert len(decord.VideoReader(str(out["mp4"]))) == 9
     assert out["gif"].stat().st_size > 0 and out["png"].stat().st_size > 0
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_a_residual_model_targets_changes_and_sampling_adds_them_back(monkeypatch):
+    """With model.residual the head learns each token's change from the previous frame, and the
+    sampler adds the drawn change to the latest frame: a head that draws zeros copies it."""
+    torch.manual_seed(0)
+    latents = torch.randn(2, C, 1, H, W).repeat(1, 1, 3, 1, 1)  # a still video: no change to learn
+    plain, residual = (VideoMAR(model_config("tiny", latent_channels=C, residual=r)).eval() for r in (False, True))
+    residual.load_state_dict(plain.state_dict())
+    text = plain.tokenize(["a 3", "a 5"])
+    later = torch.tensor([2, 1])
+    _, target, _ = residual._target_outputs(latents, text, target_frames=later)
+    assert target.abs().max() == 0
+    _, first, _ = residual._target_outputs(latents, text, target_frames=torch.tensor([0, 0]))
+    assert torch.equal(first, plain._target_outputs(latents, text, target_frames=torch.tensor([0, 0]))[1])
+
+    for m in (plain, residual):
+        monkeypatch.setattr(m.head, "sample", lambda z, *a: torch.zeros(z.shape[0], C, dtype=z.dtype))
+    cond = latents[:, :, :1].clamp(-1, 1)
+    assert torch.equal(run(residual, "kv_cache", frames=3, cond=cond, cfg=1.0)[:, :, 1:], cond.expand(-1, -1, 3, -1, -1))
+    assert run(plain, "kv_cache", frames=3, cond=cond, cfg=1.0)[:, :, 1:].abs().max() == 0
+
+
+def test_generated_frames_after_the_first_stay_within_the_models_latent_clip(model):
+    import dataclasses
+
+    narrow = VideoMAR(dataclasses.replace(model.config, latent_clip=0.05)).eval()
+    narrow.load_state_dict(model.state_dict())
+    video = run(narrow, "kv_cache", frames=3)
+    assert video[:, :, 2:].abs().max() <= 0.05 < video[:, :, 1].abs().max()

@@ -15,7 +15,7 @@ import torch
 
 from videomar.model.rng import RowGenerators
 from videomar.model.session import StreamSession, _autocast
-from videomar.model.settings import LATENT_CLIP, SampleSettings, is_sequence
+from videomar.model.settings import SampleSettings, is_sequence
 from videomar.model.tokens import unpatchify
 from videomar.model.videomar import TextContext
 
@@ -42,10 +42,11 @@ def next_together(sessions: list[StreamSession]) -> list[torch.Tensor]:
             temperature += list(t) if is_sequence(t) else [t] * s.batch
         frame = view._sample_frame(None, temperature)  # [sum B, N, c]
         frames = list(frame.split([s.batch for s in sessions]))
-        frames = [(f.clamp(-LATENT_CLIP, LATENT_CLIP) if s.done else f).to(s.dtype) for s, f in zip(sessions, frames)]
+        bound = sessions[0].model.config.frame_clip
+        frames = [(f.clamp(-bound, bound) if s.done else f).to(s.dtype) for s, f in zip(sessions, frames)]
         view._write_clean(torch.cat(frames)[:, None])
     for s, f in zip(sessions, frames):
-        s.frames[s.first + s.done] = f
+        s.frames[s.first + s.done] = s.last = f
         s._forget()
         s.done += 1
     return [unpatchify(f[:, None], s.p, s.grid) for s, f in zip(sessions, frames)]
@@ -63,6 +64,7 @@ def _view(sessions: list[StreamSession]) -> StreamSession:
     view.gen = RowGenerators([g for s in sessions for g in _generators(s)])
     view.ctx = _context(sessions)
     view.cache = MergedCache(sessions)
+    view.last = torch.cat([s.last for s in sessions])  # [sum B, N, c]
     return view
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from videomar.errors import ConfigError
 
+LATENT_CLIP = 2.0  # generated latents' bound when the model's config does not say its data's range
+
 
 @dataclass(frozen=True)
 class HeadConfig:
@@ -49,7 +51,21 @@ class ModelConfig:
     text_drop_prob: float = 0.1  # classifier-free guidance: P(text -> learned null embedding)
     mask_ratio_min: float = 0.7
     mask_ratio_std: float = 0.25  # truncated normal on [mask_ratio_min, 1] with mean 1
+    # The head's target is each token's change from the same token of the previous frame (frame
+    # 0: the token itself), and sampling adds the change back. A model short of training then
+    # errs towards the previous frame rather than towards noise; the paper predicts tokens as
+    # they are (false).
+    residual: bool = False
+    # Generated frames (after the first) are kept within [-latent_clip, latent_clip], the data's
+    # range: a frame drifting out of it feeds the next one. Training stages set it from the
+    # dataset's latent statistics; None keeps LATENT_CLIP.
+    latent_clip: float | None = None
     head: HeadConfig = field(default_factory=HeadConfig)
+
+    @property
+    def frame_clip(self) -> float:
+        """The bound generated frames are kept within."""
+        return self.latent_clip if self.latent_clip is not None else LATENT_CLIP
 
     @property
     def head_dim(self) -> int:
@@ -99,6 +115,8 @@ class ModelConfig:
         for name in ("width", "depth", "train_steps", "sample_steps", "batch_mul"):
             if getattr(hd, name) < 1:
                 raise ConfigError(f"model.head.{name}={getattr(hd, name)} must be >= 1")
+        if self.latent_clip is not None and not self.latent_clip > 0:
+            raise ConfigError(f"model.latent_clip={self.latent_clip} must be > 0, or null for {LATENT_CLIP}")
         if hd.x0_clip is not None and not hd.x0_clip > 0:
             raise ConfigError(f"model.head.x0_clip={hd.x0_clip} must be > 0, or null to sample unclipped")
         if hd.sample_steps > hd.train_steps:

@@ -29,7 +29,7 @@ import torch
 from videomar.errors import ConfigError
 from videomar.model.masking import random_orders, tokens_left_masked
 from videomar.model.rng import RowGenerators
-from videomar.model.settings import LATENT_CLIP, SampleSettings, is_sequence
+from videomar.model.settings import SampleSettings, is_sequence
 from videomar.model.text import TextBatch, check_text
 from videomar.model.tokens import check_latent_grid, grid_positions, patchify, unpatchify
 from videomar.model.videomar import VideoMAR
@@ -60,6 +60,8 @@ class StreamSession:
         # The clean tokens of every frame the cache holds (all frames without a cache): [B, N, c]
         # each, by absolute frame index; what a recache and the recompute mode re-run.
         self.frames = {i: tokens[:, i] for i in range(self.first)}
+        # A residual model's tokens are changes from the latest frame (zeros before any).
+        self.last = tokens[:, -1] if self.first else tokens.new_zeros(self.batch, self.n, self.c)  # [B, N, c]
         self.cache = None
         if settings.mode != "recompute":
             policy = settings.cache
@@ -83,9 +85,9 @@ class StreamSession:
                 f = self.first + self.done
                 frame = self._sample_frame(f, self.s.temperature_at(f, self.first, total))  # [B, N, c]
                 if self.done:
-                    frame = frame.clamp(-LATENT_CLIP, LATENT_CLIP)
+                    frame = frame.clamp(-self.model.config.frame_clip, self.model.config.frame_clip)
                 frame = frame.to(self.dtype)
-                self.frames[f] = frame
+                self.frames[f] = self.last = frame
                 if self.cache is not None:
                     self._write_clean(frame[:, None])
                     self._forget()
@@ -135,6 +137,8 @@ class StreamSession:
             z = self._backbone_frame(current, masked, f)  # [rows, N, D]
             scale = self.s.guidance_at((n - left) / n)
             current[decide] = self._sample_tokens(z, decide, temperature, scale)
+            if self.model.config.residual:
+                current[decide] += self.last[decide]
             remaining = left
         return current
 

@@ -8,9 +8,9 @@ from typing import Callable, Sequence
 
 from videomar.errors import ConfigError
 from videomar.model.cache import CachePolicy
+from videomar.model.config import LATENT_CLIP  # noqa: F401 -- re-exported: the sampler's public names
 
 MODES = ("kv_cache", "recompute", "token_by_token")
-LATENT_CLIP = 2.0  # generated latents after the first generated frame are clipped to [-2, 2]
 TemperatureSchedule = Callable[[int, int, int], float]
 Temperature = float | TemperatureSchedule
 

@@ -170,7 +170,10 @@ class VideoMAR(nn.Module):
         pos = grid_positions(0, f, _grid(latents, cfg.patch_size), x.device)
         z = self.backbone(h, pos, ctx).view(b, f, n, -1)
         rows = torch.arange(b, device=x.device)
-        return z[rows, k], x[rows, k], token_mask
+        target = x[rows, k]  # [B, N, c]
+        if cfg.residual:  # the change from frame k-1 (frame 0 has none before it: itself)
+            target = target - x[rows, (k - 1).clamp(min=0)] * (k > 0)[:, None, None].to(x.dtype)
+        return z[rows, k], target, token_mask
 
     def training_loss(self, latents, text: TextBatch, generator=None, target_frames=None) -> torch.Tensor:
         """The next-frame diffusion loss (scalar) on the masked tokens of each sample's frame k.

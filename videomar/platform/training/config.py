@@ -59,9 +59,12 @@ class StagePlan:
 
 def resolved_spec(spec: TrainSpec, info: DatasetInfo) -> TrainSpec:
     data = spec.model_dump(mode="json")
-    head = data["model"]["overrides"].setdefault("head", {})
+    overrides = data["model"]["overrides"]
+    head = overrides.setdefault("head", {})
     if "x0_clip" not in head:  # an explicit null keeps MAR's unclipped sampling
-        head["x0_clip"] = round(info.latent_range, 4)
+        # A residual model's targets are differences of two latents: twice the range.
+        head["x0_clip"] = round(info.latent_range * (2 if overrides.get("residual") else 1), 4)
+    overrides.setdefault("latent_clip", round(info.latent_range, 4))
     data["data"]["manifest"] = storage.absolute(spec.data.manifest)
     data["storage"] = storage.absolute(spec.storage)
     data["export"] = storage.absolute(spec.export_uri)
@@ -195,8 +198,9 @@ def check_init_from(uri: str, spec: TrainSpec, info: DatasetInfo) -> None:
 
 
 def _architecture(model: dict) -> dict:
-    """A model config without its sampling settings (the head's x0 clip follows each dataset)."""
+    """A model config without its sampling settings (the clips follow each dataset's range)."""
     head = {k: v for k, v in model.get("head", {}).items() if k != "x0_clip"}
+    model = {k: v for k, v in model.items() if k != "latent_clip"}  # the data's range, too
     return {**model, "head": head} if "head" in model else model
 
 
