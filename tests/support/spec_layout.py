@@ -5,6 +5,7 @@ weights), and the source videos' manifest. With it, every spec's preflight can r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from videomar.artifacts import storage
 from videomar.artifacts.layout import COMPLETE_MARKER, CONFIG_FILE
@@ -12,6 +13,7 @@ from videomar.artifacts.manifest import BucketManifest, DatasetManifest, write_m
 from videomar.artifacts.shards import SCHEMA_VERSION
 from videomar.model.config import model_config
 
+ROOT = Path(__file__).resolve().parents[2]
 VAE_ID = "spec-layout-vae"
 CLIPS = 1_000_000  # enough for the largest global batch of any spec
 # The quickstart VAE's latents (jobs/quickstart/vae.yaml): channels, temporal and spatial compression.
@@ -62,8 +64,16 @@ def quickstart(work: str) -> None:
     vae_export(storage.join(work, "vae"))
     dataset(storage.join(work, "latents"), [(5, 32, 32), (9, 32, 32)], vae_uri="../vae", **QUICKSTART_LATENTS)
     for stage, frames in (("quickstart-stage1", 5), ("quickstart-stage2", 9)):
-        stage_export(storage.join(work, "runs", stage, "export"), "tiny", (frames, 32, 32),
-                     latent_channels=QUICKSTART_LATENTS["channels"])
+        stage_export(storage.join(work, "runs", stage, "export"), "tiny", (frames, 32, 32), **quickstart_model())
+
+
+def quickstart_model() -> dict:
+    """The model overrides of the quickstart's stages (jobs/quickstart/stage1.yaml)."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "jobs" / "quickstart" / "stage1.yaml").read_text())
+    assert spec["model"]["overrides"]["latent_channels"] == QUICKSTART_LATENTS["channels"]
+    return spec["model"]["overrides"]
 
 
 def paper(bucket_uri: str) -> None:

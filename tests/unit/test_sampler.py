@@ -149,6 +149,30 @@ def test_a_residual_model_targets_changes_and_sampling_adds_them_back(monkeypatc
     assert run(plain, "kv_cache", frames=3, cond=cond, cfg=1.0)[:, :, 1:].abs().max() == 0
 
 
+def test_residual_momentum_continues_the_last_change(monkeypatch):
+    """With model.residual_momentum m a frame is a change from last + m (last - before): the
+    target of a video that moves at a constant rate, m = 1, is zero, and a head that draws
+    zeros continues the condition's motion, damped by m."""
+    torch.manual_seed(0)
+    step = torch.randn(2, C, 1, H, W) * 0.1
+    moving = step * torch.arange(4.0).view(1, 1, 4, 1, 1)  # frame k = k * step
+    model = VideoMAR(model_config("tiny", latent_channels=C, residual=True, residual_momentum=1.0)).eval()
+    text = model.tokenize(["a 3", "a 5"])
+    _, target, _ = model._target_outputs(moving, text, target_frames=torch.tensor([3, 2]))
+    assert target.abs().max() < 1e-6
+    _, second, _ = model._target_outputs(moving, text, target_frames=torch.tensor([1, 1]))  # one frame before: no motion known
+    torch.testing.assert_close(second.abs().sum(), step.abs().sum())  # frame 1 - frame 0
+
+    half = VideoMAR(model_config("tiny", latent_channels=C, residual=True, residual_momentum=0.5)).eval()
+    monkeypatch.setattr(half.head, "sample", lambda z, *a: torch.zeros(z.shape[0], C, dtype=z.dtype))
+    video = run(half, "kv_cache", frames=2, cond=moving[:, :, :2], cfg=1.0)
+    expected2 = moving[:, :, 1] + 0.5 * step[:, :, 0]
+    torch.testing.assert_close(video[:, :, 2], expected2)
+    torch.testing.assert_close(video[:, :, 3], expected2 + 0.5 * (expected2 - moving[:, :, 1]))
+    with pytest.raises(ConfigError, match="residual_momentum=0.5 needs model.residual"):
+        model_config("tiny", residual_momentum=0.5)
+
+
 def test_generated_frames_after_the_first_stay_within_the_models_latent_clip(model):
     import dataclasses
 

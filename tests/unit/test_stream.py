@@ -173,10 +173,16 @@ def one_session(model, prompt, seed, cfg, policy=SINK_WINDOW):
     return StreamSession(model, cond(1, seed), text(model, prompt), settings, torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("cfg", [1.0, 2.0])
-def test_sessions_stepped_together_make_their_own_frames(model, cfg):
+@pytest.mark.parametrize("cfg,residual", [(1.0, False), (2.0, False), (2.0, True)])
+def test_sessions_stepped_together_make_their_own_frames(model, cfg, residual):
+    import dataclasses
+
     from videomar.model.batched import next_together
 
+    if residual:  # each session's frames are changes from its own last frames
+        weights = model.state_dict()
+        model = VideoMAR(dataclasses.replace(model.config, residual=True, residual_momentum=0.5)).eval()
+        model.load_state_dict(weights)
     specs = [("a 3 moving left", 1, cfg), ("a much longer prompt about a 5 moving up", 2, cfg)]
     alone = [one_session(model, *spec) for spec in specs]
     together = [one_session(model, *spec) for spec in specs]

@@ -203,3 +203,16 @@ def test_tracking_nests_stage_runs_under_one_curriculum_run_and_finds_them_again
     assert run.inputs.dataset_inputs[0].dataset.digest == "digest-of-the-vae"
     assert [f.path for f in client.list_artifacts(a.run_id)] == ["spec.yaml"]
     assert run.info.artifact_uri.startswith(str(tmp_path / "work" / "mlartifacts"))
+
+
+def test_deepspeed_starts_without_building_its_shared_memory_op(tmp_path, monkeypatch):
+    """A build of deepspeed_shm_comm killed half-way leaves a lock in torch_extensions that makes
+    every later DeepSpeed start wait forever; training never uses the op, so it is not built."""
+    from deepspeed.comm.torch import build_shm_op
+
+    from videomar.platform.training.engine import skip_shm_comm_op
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    skip_shm_comm_op()
+    assert build_shm_op() is None
+    assert not list(tmp_path.iterdir())

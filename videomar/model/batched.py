@@ -40,13 +40,16 @@ def next_together(sessions: list[StreamSession]) -> list[torch.Tensor]:
             f = s.first + s.done
             t = s.s.temperature_at(f, s.first, s.first + s.s.frames)
             temperature += list(t) if is_sequence(t) else [t] * s.batch
-        frame = view._sample_frame(None, temperature)  # [sum B, N, c]
+        bases = [s.residual_base() for s in sessions]
+        base = None if bases[0] is None else torch.cat(bases)  # [sum B, N, c]
+        frame = view._sample_frame(None, temperature, base)  # [sum B, N, c]
         frames = list(frame.split([s.batch for s in sessions]))
         bound = sessions[0].model.config.frame_clip
         frames = [(f.clamp(-bound, bound) if s.done else f).to(s.dtype) for s, f in zip(sessions, frames)]
         view._write_clean(torch.cat(frames)[:, None])
     for s, f in zip(sessions, frames):
-        s.frames[s.first + s.done] = s.last = f
+        s.frames[s.first + s.done] = f
+        s.recent = [*s.recent, f][-2:]
         s._forget()
         s.done += 1
     return [unpatchify(f[:, None], s.p, s.grid) for s, f in zip(sessions, frames)]
@@ -64,7 +67,6 @@ def _view(sessions: list[StreamSession]) -> StreamSession:
     view.gen = RowGenerators([g for s in sessions for g in _generators(s)])
     view.ctx = _context(sessions)
     view.cache = MergedCache(sessions)
-    view.last = torch.cat([s.last for s in sessions])  # [sum B, N, c]
     return view
 
 

@@ -56,6 +56,10 @@ class ModelConfig:
     # errs towards the previous frame rather than towards noise; the paper predicts tokens as
     # they are (false).
     residual: bool = False
+    # With residual, the change is taken from the last frame moved on by this fraction of the
+    # last frame-to-frame change (x[k-1] + m (x[k-1] - x[k-2])): at 0.5, a model that predicts
+    # no change continues the motion it has seen, damped, instead of freezing it.
+    residual_momentum: float = 0.0
     # Generated frames (after the first) are kept within [-latent_clip, latent_clip], the data's
     # range: a frame drifting out of it feeds the next one. Training stages set it from the
     # dataset's latent statistics; None keeps LATENT_CLIP.
@@ -66,6 +70,12 @@ class ModelConfig:
     def frame_clip(self) -> float:
         """The bound generated frames are kept within."""
         return self.latent_clip if self.latent_clip is not None else LATENT_CLIP
+
+    @property
+    def target_span(self) -> float:
+        """How many times the data's range the head's targets span: a residual target is a
+        difference of 2 + 2 m latents' worth."""
+        return 2.0 + 2.0 * self.residual_momentum if self.residual else 1.0
 
     @property
     def head_dim(self) -> int:
@@ -115,6 +125,10 @@ class ModelConfig:
         for name in ("width", "depth", "train_steps", "sample_steps", "batch_mul"):
             if getattr(hd, name) < 1:
                 raise ConfigError(f"model.head.{name}={getattr(hd, name)} must be >= 1")
+        if not 0.0 <= self.residual_momentum <= 1.0:
+            raise ConfigError(f"model.residual_momentum={self.residual_momentum} must be in [0, 1]")
+        if self.residual_momentum and not self.residual:
+            raise ConfigError(f"model.residual_momentum={self.residual_momentum} needs model.residual: true")
         if self.latent_clip is not None and not self.latent_clip > 0:
             raise ConfigError(f"model.latent_clip={self.latent_clip} must be > 0, or null for {LATENT_CLIP}")
         if hd.x0_clip is not None and not hd.x0_clip > 0:

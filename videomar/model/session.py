@@ -32,7 +32,7 @@ from videomar.model.rng import RowGenerators
 from videomar.model.settings import SampleSettings, is_sequence
 from videomar.model.text import TextBatch, check_text
 from videomar.model.tokens import check_latent_grid, grid_positions, patchify, unpatchify
-from videomar.model.videomar import VideoMAR
+from videomar.model.videomar import VideoMAR, residual_base
 
 SWITCHES = ("recache", "flush", "cut")
 # Frames re-run per backbone call in a recache. Block-causal attention makes a chunked prefill equal
@@ -60,8 +60,8 @@ class StreamSession:
         # The clean tokens of every frame the cache holds (all frames without a cache): [B, N, c]
         # each, by absolute frame index; what a recache and the recompute mode re-run.
         self.frames = {i: tokens[:, i] for i in range(self.first)}
-        # A residual model's tokens are changes from the latest frame (zeros before any).
-        self.last = tokens[:, -1] if self.first else tokens.new_zeros(self.batch, self.n, self.c)  # [B, N, c]
+        # The last two frames [B, N, c] each: what a residual model's next frame is a change from.
+        self.recent = [tokens[:, i] for i in range(max(0, self.first - 2), self.first)]
         self.cache = None
         if settings.mode != "recompute":
             policy = settings.cache
@@ -83,11 +83,12 @@ class StreamSession:
         with _autocast(self.device):
             for _ in range(count):
                 f = self.first + self.done
-                frame = self._sample_frame(f, self.s.temperature_at(f, self.first, total))  # [B, N, c]
+                frame = self._sample_frame(f, self.s.temperature_at(f, self.first, total), self.residual_base())
                 if self.done:
                     frame = frame.clamp(-self.model.config.frame_clip, self.model.config.frame_clip)
                 frame = frame.to(self.dtype)
-                self.frames[f] = self.last = frame
+                self.frames[f] = frame  # [B, N, c]
+                self.recent = [*self.recent, frame][-2:]
                 if self.cache is not None:
                     self._write_clean(frame[:, None])
                     self._forget()
@@ -119,7 +120,17 @@ class StreamSession:
         self.cache, self.frames, self.ctx = None, {}, None
 
     # -- one frame ---------------------------------------------------------------------------
-    def _sample_frame(self, f: int, temperature) -> torch.Tensor:
+    def residual_base(self) -> torch.Tensor | None:
+        """What the next frame is a change from, for a residual model ([B, N, c]); else None."""
+        cfg = self.model.config
+        if not cfg.residual:
+            return None
+        zeros = torch.zeros(self.batch, self.n, self.c, device=self.device, dtype=self.dtype)
+        last, before = ([zeros, zeros] + self.recent)[-1], ([zeros, zeros] + self.recent)[-2]
+        known = torch.full((self.batch,), len(self.recent), device=self.device)
+        return residual_base(last, before, known, cfg.residual_momentum)
+
+    def _sample_frame(self, f: int, temperature, base: torch.Tensor | None = None) -> torch.Tensor:
         b, n = self.batch, self.n
         if self.s.mode == "token_by_token":
             orders = torch.arange(n, device=self.device).expand(b, n)  # raster order
@@ -137,8 +148,8 @@ class StreamSession:
             z = self._backbone_frame(current, masked, f)  # [rows, N, D]
             scale = self.s.guidance_at((n - left) / n)
             current[decide] = self._sample_tokens(z, decide, temperature, scale)
-            if self.model.config.residual:
-                current[decide] += self.last[decide]
+            if base is not None:  # a residual model draws changes
+                current[decide] += base[decide]
             remaining = left
         return current
 

@@ -171,8 +171,9 @@ class VideoMAR(nn.Module):
         z = self.backbone(h, pos, ctx).view(b, f, n, -1)
         rows = torch.arange(b, device=x.device)
         target = x[rows, k]  # [B, N, c]
-        if cfg.residual:  # the change from frame k-1 (frame 0 has none before it: itself)
-            target = target - x[rows, (k - 1).clamp(min=0)] * (k > 0)[:, None, None].to(x.dtype)
+        if cfg.residual:
+            target = target - residual_base(x[rows, (k - 1).clamp(min=0)], x[rows, (k - 2).clamp(min=0)],
+                                            k, cfg.residual_momentum)
         return z[rows, k], target, token_mask
 
     def training_loss(self, latents, text: TextBatch, generator=None, target_frames=None) -> torch.Tensor:
@@ -192,6 +193,17 @@ class VideoMAR(nn.Module):
         per_token = per_token.view(-1, b, n)  # [mul, B, N]
         w = mask.to(per_token.dtype)[None].expand_as(per_token)
         return (per_token * w).sum(dim=(0, 2)) / w.sum(dim=(0, 2)).clamp(min=1)
+
+
+def residual_base(last: torch.Tensor, before: torch.Tensor, known: torch.Tensor, momentum: float) -> torch.Tensor:
+    """What a residual model's frame is a change from: ``last + momentum * (last - before)``
+    where two frames precede it, ``last`` where one does, zeros where none does.
+
+    last, before [B, N, c]: the two frames before it; known [B]: how many frames precede it.
+    """
+    one = (known >= 1)[:, None, None].to(last.dtype)
+    two = (known >= 2)[:, None, None].to(last.dtype)
+    return one * last + two * momentum * (last - before)
 
 
 def _grid(latents: torch.Tensor, patch_size: int) -> tuple[int, int]:

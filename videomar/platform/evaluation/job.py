@@ -21,10 +21,11 @@ end of every stage) both call it. It
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from videomar.artifacts import storage
 from videomar.artifacts.bucket import Bucket
@@ -66,7 +67,8 @@ def evaluate_export(
     started = time.monotonic()
     config = read_export_config(export_uri)
     bucket = Bucket.of(bucket if bucket is not None else config["bucket"])
-    held_out = read_bucket(manifest_uri, bucket, split="val")
+    with ordered_reads():
+        held_out = read_bucket(manifest_uri, bucket, split="val")
     losses = run_pool(held_out.limit(options.loss_clips), LossWorker, (export_uri, options.model_dump()), options,
                       resources)
     if not losses:
@@ -108,6 +110,21 @@ def evaluate_export(
                 artifacts[-1].write_bytes(png)
             report.log_to_mlflow(result, run_id, tracking_uri, *artifacts)
     return result
+
+
+@contextlib.contextmanager
+def ordered_reads() -> Iterator[None]:
+    """Datasets made inside yield their rows in file order: ``limit(n)`` then takes the same
+    held-out clips on every evaluation of a dataset, not whichever read task finished first.
+    (A Dataset keeps the DataContext of its creation.)"""
+    import ray.data
+
+    options = ray.data.DataContext.get_current().execution_options
+    before, options.preserve_order = options.preserve_order, True
+    try:
+        yield
+    finally:
+        options.preserve_order = before
 
 
 def first_keys(videos, count: int) -> list[str]:

@@ -29,13 +29,16 @@ from videomar.platform.evaluation.clips import (
 from videomar.artifacts.bucket import Bucket
 from videomar.platform.specs.base import ResourcesSection
 from videomar.platform.specs.eval import EvalOptions
-from videomar.ray_env import gpus_per_worker
+from videomar.errors import ConfigError
+from videomar.ray_env import cluster_cpus, gpus_per_worker
 from videomar.artifacts.export import load_export
 from videomar.artifacts.text_shards import attach_text
 from videomar.artifacts.media import to_uint8_frames
 from videomar.data_pipelines.clips import read_clip
 from videomar.platform.evaluation.digits import load_digit_classifier
 from videomar.platform.evaluation.features import load_feature_extractor
+
+BLOCKS_PER_WORKER = 2  # blocks per actor when several share the clips (the last block finishes alone)
 
 # The output column with the contact-sheet frames: for the clips picked for the sheet, uint8
 # [2, T, H, W, 3] (generated, ground truth) in .npy bytes; b"" for the others. Bytes, because Ray
@@ -169,6 +172,9 @@ def run_pool(dataset, worker: type, args: tuple, options: EvalOptions,
     columns stacked over all clips."""
     import ray.data
 
+    check_pool(resources)
+    if resources.workers > 1:  # actors are handed blocks, not batches: give each some
+        dataset = dataset.repartition(resources.workers * BLOCKS_PER_WORKER)
     out = dataset.map_batches(
         worker, fn_constructor_args=args, batch_size=options.batch_size,
         compute=ray.data.ActorPoolStrategy(size=resources.workers),
@@ -182,6 +188,17 @@ def run_pool(dataset, worker: type, args: tuple, options: EvalOptions,
     if not rows:
         return {}
     return {key: _column([r[key] for r in rows]) for key in rows[0]}
+
+
+def check_pool(resources: ResourcesSection) -> None:
+    """Refuse actors that would take every CPU of the cluster: Ray Data's read tasks would wait
+    for one forever."""
+    taken, have = resources.workers * resources.cpus_per_worker, cluster_cpus()
+    if taken >= have:
+        raise ConfigError(
+            f"resources: {resources.workers} workers x cpus_per_worker={resources.cpus_per_worker:g} take all "
+            f"{have:g} CPUs of the cluster, and Ray Data's read tasks would wait for one forever; lower "
+            f"resources.workers or resources.cpus_per_worker (0.5 lets two actors share a CPU)")
 
 
 def _column(values: list) -> np.ndarray:

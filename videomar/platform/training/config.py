@@ -62,8 +62,9 @@ def resolved_spec(spec: TrainSpec, info: DatasetInfo) -> TrainSpec:
     overrides = data["model"]["overrides"]
     head = overrides.setdefault("head", {})
     if "x0_clip" not in head:  # an explicit null keeps MAR's unclipped sampling
-        # A residual model's targets are differences of two latents: twice the range.
-        head["x0_clip"] = round(info.latent_range * (2 if overrides.get("residual") else 1), 4)
+        # A residual model's targets are differences of latents: a wider range (target_span).
+        span = spec.model.build().target_span
+        head["x0_clip"] = round(info.latent_range * span, 4)
     overrides.setdefault("latent_clip", round(info.latent_range, 4))
     data["data"]["manifest"] = storage.absolute(spec.data.manifest)
     data["storage"] = storage.absolute(spec.storage)

@@ -19,7 +19,6 @@ from videomar.platform.training.deepspeed_config import build_ds_config
 from videomar.platform.training.schedule import StageSchedule
 
 
-
 class LossModule(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -50,10 +49,25 @@ def register_forwardless_params(wrapper: nn.Module, model: nn.Module) -> None:
                 deepspeed.zero.register_external_parameter(wrapper, param)
 
 
+def skip_shm_comm_op() -> None:
+    """Keep DeepSpeed from building its shared-memory all-reduce op when it starts.
+
+    DeepSpeed's communication backend JIT-compiles ``deepspeed_shm_comm`` (about 25 s on two
+    cores) at its first start under each Python environment, in ~/.cache/torch_extensions
+    behind a lock file. A process killed while it compiles (Ctrl-C, a lost worker) leaves the
+    lock, and every later start then waits on it forever. Training never uses the op: DeepSpeed
+    calls it only in ``inference_all_reduce``, which falls back to torch.distributed without it,
+    so it is marked unavailable (DeepSpeed keeps that dict for such edits)."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def build_engine(spec, model: nn.Module, lr: float, precision: str):
     """(engine, lr scheduler): DeepSpeed with a torch AdamW (fused on CUDA) and the stage schedule."""
     import deepspeed
 
+    skip_shm_comm_op()
     wrapper = LossModule(model)
     if spec.deepspeed.zero_stage == 3:
         register_forwardless_params(wrapper, model)
