@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.support.latents import FRAMES, SIZE, quickstart_vae
-from tests.support.process_tree import ctrl_c, descendants
+from tests.support.process_tree import ctrl_c, descendants, sigint_as_in_a_terminal
 from videomar.data_pipelines.sample_data import write_sample_videos
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -24,15 +24,17 @@ INTERRUPTED = 130  # the CLI's status after Ctrl-C
 
 
 def interrupt_when(args: list[str], cwd: Path, marker: str) -> tuple[float, int, list[str], int, str]:
-    """Start ``videomar ARGS``, Ctrl-C it once its output shows ``marker`` and Ray runs under it."""
+    """Start ``videomar ARGS``, Ctrl-C it once its output shows ``marker`` (Ray runs under it by then)."""
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"}
     log_path = cwd / "out.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "videomar.platform.cli", *args], cwd=cwd, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=sigint_as_in_a_terminal)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
-            while marker not in log_path.read_text() or not any_raylet(proc.pid):
+            # Ray has started by the time the marker shows (the verbs start it first).
+            while marker not in log_path.read_text() or not descendants(proc.pid):
                 assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
                 time.sleep(0.2)
             seconds, status, left, started = ctrl_c(proc)
@@ -41,12 +43,6 @@ def interrupt_when(args: list[str], cwd: Path, marker: str) -> tuple[float, int,
                 proc.kill()
                 proc.wait(timeout=30)
     return seconds, status, left, started, log_path.read_text()
-
-
-def any_raylet(pid: int) -> bool:
-    import psutil
-
-    return any("raylet" in psutil.Process(p).name() for p in descendants(pid) if psutil.pid_exists(p))
 
 
 def report(what: str, seconds: float, status: int, left: list[str], started: int) -> None:

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from tests.support.process_tree import ctrl_c
+from tests.support.process_tree import ctrl_c, sigint_as_in_a_terminal
 from tests.support.s3 import free_port
 from tests.support.tiny_export import write_tiny_export
 from tests.support.videos import decode_mp4, png_b64
@@ -69,7 +69,7 @@ def test_videomar_serve_answers_with_a_token_and_stops_on_interrupt(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "videomar.platform.cli", "serve", "--export", export, "--port", str(port),
          "--token-file", str(token)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=sigint_as_in_a_terminal,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -11,6 +11,13 @@ import time
 import psutil
 
 
+def sigint_as_in_a_terminal() -> None:
+    """preexec_fn for a command that a test Ctrl-Cs: SIGINT at its default, as a terminal starts
+    it. A background job of a non-interactive shell inherits SIGINT ignored, and Python then
+    never raises KeyboardInterrupt: the test would measure nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def descendants(pid: int) -> dict[int, float]:
     """PID -> start time of every process below ``pid``."""
     out = {}
