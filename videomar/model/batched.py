@@ -48,8 +48,7 @@ def next_together(sessions: list[StreamSession]) -> list[torch.Tensor]:
         frames = [(f.clamp(-bound, bound) if s.done else f).to(s.dtype) for s, f in zip(sessions, frames)]
         view._write_clean(torch.cat(frames)[:, None])
     for s, f in zip(sessions, frames):
-        s.frames[s.first + s.done] = f
-        s.recent = [*s.recent, f][-2:]
+        s._keep(s.first + s.done, f)
         s._forget()
         s.done += 1
     return [unpatchify(f[:, None], s.p, s.grid) for s, f in zip(sessions, frames)]

@@ -87,8 +87,7 @@ class StreamSession:
                 if self.done:
                     frame = frame.clamp(-self.model.config.frame_clip, self.model.config.frame_clip)
                 frame = frame.to(self.dtype)
-                self.frames[f] = frame  # [B, N, c]
-                self.recent = [*self.recent, frame][-2:]
+                self._keep(f, frame)
                 if self.cache is not None:
                     self._write_clean(frame[:, None])
                     self._forget()
@@ -120,6 +119,11 @@ class StreamSession:
         self.cache, self.frames, self.ctx = None, {}, None
 
     # -- one frame ---------------------------------------------------------------------------
+    def _keep(self, f: int, frame: torch.Tensor) -> None:
+        """Hold finished frame f [B, N, c]: for recaches and recompute, and as a residual base."""
+        self.frames[f] = frame
+        self.recent = [*self.recent, frame][-2:]
+
     def residual_base(self) -> torch.Tensor | None:
         """What the next frame is a change from, for a residual model ([B, N, c]); else None."""
         cfg = self.model.config
