@@ -11,7 +11,7 @@ import decord
 import numpy as np
 import pytest
 
-from videomar.data_pipelines.sample_data import MANIFEST_NAME, write_sample_videos
+from videomar.data_pipelines.sample_data import MANIFEST_NAME, draw, write_sample_videos
 
 FRAMES, SIZE = 10, 32
 
@@ -59,6 +59,24 @@ def test_bright_digits_on_a_black_canvas(written):
         video = frames_of(written["a"] / row["path"]).astype(np.float32)
         assert (video < 40).mean() > 0.5, "most of the canvas is black"
         assert video.reshape(FRAMES, -1).max(axis=1).min() > 180, "every frame shows a bright digit"
+
+
+def test_digits_move_by_fractions_of_a_pixel():
+    """A sprite drawn at a fractional position is spread over the pixels it covers: its mass and
+    centre follow the position, so a slow digit moves a little in every frame."""
+    sprite = np.zeros((6, 6), np.float32)
+    sprite[1:5, 2:4] = 1.0
+    centres = []
+    for x in (3.0, 3.25, 3.5, 3.75, 4.0):
+        frame = np.zeros((16, 16), np.float32)
+        draw(frame, sprite, x, 2.5)
+        assert frame.sum() == pytest.approx(sprite.sum())
+        cols = np.arange(16, dtype=np.float32)
+        centres.append(float((frame.sum(axis=0) * cols).sum() / frame.sum()))
+    np.testing.assert_allclose(np.diff(centres), 0.25, atol=1e-5)
+    edge = np.zeros((8, 8), np.float32)
+    draw(edge, np.ones((3, 3), np.float32), 5.0, 5.0)  # at the canvas edge: nothing falls off
+    assert edge.sum() == 9.0 and edge[5:, 5:].min() == 1.0
 
 
 def test_sample_data_command(tmp_path):

@@ -98,13 +98,25 @@ def render(video: SampleVideo) -> np.ndarray:
         x, y, vx, vy = d.x, d.y, d.vx, d.vy
         limit = video.size - d.size
         for t in range(video.frames):
-            top, left = int(round(y)), int(round(x))
-            patch = canvas[t, top:top + d.size, left:left + d.size]
-            np.maximum(patch, sprite, out=patch)
+            draw(canvas[t], sprite, x, y)
             x, vx = bounce(x + vx, vx, limit)
             y, vy = bounce(y + vy, vy, limit)
     gray = (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
     return np.repeat(gray[..., None], 3, axis=-1)
+
+
+def draw(frame: np.ndarray, sprite: np.ndarray, x: float, y: float) -> None:
+    """Draw ``sprite`` [s, s] onto ``frame`` [H, W] (brightest wins) with its top-left corner at
+    (x, y), fractional coordinates by bilinear interpolation: a digit moving 0.4 pixels a frame
+    moves 0.4 pixels in every frame, not one pixel in every other one (rounding made its motion
+    jerky, so the next frame could not be told from the last two)."""
+    left, top = int(np.floor(x)), int(np.floor(y))
+    fx, fy = x - left, y - top
+    padded = np.pad(sprite, ((0, 1), (0, 1)))  # [s+1, s+1]: room for the shift
+    right = np.roll(padded, 1, axis=1)  # the padding's zero column wraps round to the left edge
+    shifted = (1 - fy) * ((1 - fx) * padded + fx * right) + fy * np.roll((1 - fx) * padded + fx * right, 1, axis=0)
+    patch = frame[top:top + shifted.shape[0], left:left + shifted.shape[1]]
+    np.maximum(patch, shifted[:patch.shape[0], :patch.shape[1]], out=patch)
 
 
 def bounce(pos: float, vel: float, limit: float) -> tuple[float, float]:
