@@ -3,7 +3,8 @@
 ``evaluate_export`` is the one entry point; the ``kind: eval`` spec and the training job (at the
 end of every stage) both call it. It
 
-1. reads the held-out clips (``split="val"``) of the bucket from the latent dataset;
+1. reads the held-out clips (``split="val"``) of the bucket from the latent dataset and takes the
+   first ones by name (``first_clips``);
 2. on a Ray Data actor pool (``resources.workers`` actors, each holding the export on its device):
    the teacher-forced validation loss for every target frame index k on ``loss_clips`` clips
    (posterior means as the clean latents, seeded masks and timesteps); and on ``videos`` clips:
@@ -21,11 +22,10 @@ end of every stage) both call it. It
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from videomar.artifacts import storage
 from videomar.artifacts.bucket import Bucket
@@ -67,9 +67,8 @@ def evaluate_export(
     started = time.monotonic()
     config = read_export_config(export_uri)
     bucket = Bucket.of(bucket if bucket is not None else config["bucket"])
-    with ordered_reads():
-        held_out = read_bucket(manifest_uri, bucket, split="val")
-    losses = run_pool(held_out.limit(options.loss_clips), LossWorker, (export_uri, options.model_dump()), options,
+    held_out = read_bucket(manifest_uri, bucket, split="val")
+    losses = run_pool(first_clips(held_out, options.loss_clips), LossWorker, (export_uri, options.model_dump()), options,
                       resources)
     if not losses:
         frames, height, width = bucket
@@ -77,7 +76,7 @@ def evaluate_export(
             f"data.manifest: {manifest_uri} has no held-out (split 'val') clips in bucket "
             f"{frames}x{height}x{width}; precompute it with a validation fraction above 0"
         )
-    videos = held_out.limit(options.videos).materialize()  # the same clips for the sheet's pick and the pool
+    videos = first_clips(held_out, options.videos).materialize()  # the same clips for the sheet's pick and the pool
     sheet_keys = first_keys(videos, options.sheet_videos)
     quality = run_pool(videos, QualityWorker, (export_uri, options.model_dump(), bucket, sheet_keys), options,
                        resources)
@@ -112,19 +111,13 @@ def evaluate_export(
     return result
 
 
-@contextlib.contextmanager
-def ordered_reads() -> Iterator[None]:
-    """Datasets made inside yield their rows in file order: ``limit(n)`` then takes the same
-    held-out clips on every evaluation of a dataset, not whichever read task finished first.
-    (A Dataset keeps the DataContext of its creation.)"""
-    import ray.data
-
-    options = ray.data.DataContext.get_current().execution_options
-    before, options.preserve_order = options.preserve_order, True
-    try:
-        yield
-    finally:
-        options.preserve_order = before
+def first_clips(dataset, count: int):
+    """The first ``count`` clips of ``dataset`` in name order: the same clips on every evaluation
+    of a dataset and on every precompute of the same videos, whatever order its shards were
+    written or are read in (``limit`` took the first rows read, and two precomputes of the same
+    videos were measured on different clips)."""
+    keys = set(first_keys(dataset, count))
+    return dataset.filter(lambda row: clip_key(row["source"], row["clip_index"]) in keys)
 
 
 def first_keys(videos, count: int) -> list[str]:
