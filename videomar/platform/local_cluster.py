@@ -87,9 +87,10 @@ def http_ok(url: str, headers: Mapping[str, str] | None = None) -> bool:
 def head_environment(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a Ray head: this one, this Python's bin dir first on PATH (job
     entrypoints run `videomar`), and ``extra`` (addresses, auth settings) that jobs inherit."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray drains a node on SIGTERM, up to 30 s, for Serve to move replicas: our heads have nowhere to.
+    env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
     env.update(extra)
     return env
 
