@@ -69,14 +69,14 @@ def test_quality_worker_measures_every_clip_the_same_way_in_any_batching(ray_clu
 def test_an_eval_takes_the_first_clips_by_name_in_whatever_order_they_are_read(ray_cluster):
     """Two precomputes of the same videos write their shards in different orders: both evals
     must measure the same held-out clips."""
-    from videomar.platform.evaluation.job import first_clips
+    from videomar.platform.evaluation.job import clip_names, only_clips
 
     rows = [{"source": f"/data/{v:02d}.mp4", "clip_index": c, "mean": [float(v), float(c)]}
             for v in range(6) for c in range(3)]
     picked = []
     for order in (rows, rows[::-1], rows[7:] + rows[:7]):
         dataset = ray_cluster.data.from_items(order, override_num_blocks=4)
-        taken = first_clips(dataset, 5).take_all()
+        taken = only_clips(dataset, clip_names(dataset)[:5]).take_all()
         picked.append(sorted(clip_key(r["source"], r["clip_index"]) for r in taken))
         assert all(list(r["mean"]) == [float(r["source"][6:8]), float(r["clip_index"])] for r in taken)
     assert picked[0] == picked[1] == picked[2] == sorted(clip_key(r["source"], r["clip_index"]) for r in rows)[:5]

@@ -113,8 +113,9 @@ def draw(frame: np.ndarray, sprite: np.ndarray, x: float, y: float) -> None:
     left, top = int(np.floor(x)), int(np.floor(y))
     fx, fy = x - left, y - top
     padded = np.pad(sprite, ((0, 1), (0, 1)))  # [s+1, s+1]: room for the shift
-    right = np.roll(padded, 1, axis=1)  # the padding's zero column wraps round to the left edge
-    shifted = (1 - fy) * ((1 - fx) * padded + fx * right) + fy * np.roll((1 - fx) * padded + fx * right, 1, axis=0)
+    # np.roll wraps the padding's zero row or column round to the other edge.
+    across = (1 - fx) * padded + fx * np.roll(padded, 1, axis=1)
+    shifted = (1 - fy) * across + fy * np.roll(across, 1, axis=0)
     patch = frame[top:top + shifted.shape[0], left:left + shifted.shape[1]]
     np.maximum(patch, shifted[:patch.shape[0], :patch.shape[1]], out=patch)
 

@@ -130,7 +130,7 @@ class StreamSession:
         if not cfg.residual:
             return None
         zeros = torch.zeros(self.batch, self.n, self.c, device=self.device, dtype=self.dtype)
-        last, before = ([zeros, zeros] + self.recent)[-1], ([zeros, zeros] + self.recent)[-2]
+        before, last = ([zeros, zeros] + self.recent)[-2:]  # residual_base ignores frames not there
         known = torch.full((self.batch,), len(self.recent), device=self.device)
         return residual_base(last, before, known, cfg.residual_momentum)
 

@@ -4,7 +4,7 @@
 end of every stage) both call it. It
 
 1. reads the held-out clips (``split="val"``) of the bucket from the latent dataset and takes the
-   first ones by name (``first_clips``);
+   first ones by name (``clip_names``);
 2. on a Ray Data actor pool (``resources.workers`` actors, each holding the export on its device):
    the teacher-forced validation loss for every target frame index k on ``loss_clips`` clips
    (posterior means as the clean latents, seeded masks and timesteps); and on ``videos`` clips:
@@ -68,16 +68,17 @@ def evaluate_export(
     config = read_export_config(export_uri)
     bucket = Bucket.of(bucket if bucket is not None else config["bucket"])
     held_out = read_bucket(manifest_uri, bucket, split="val")
-    losses = run_pool(first_clips(held_out, options.loss_clips), LossWorker, (export_uri, options.model_dump()), options,
-                      resources)
+    names = clip_names(held_out)  # read once: every pick below is a prefix of it
+    losses = run_pool(only_clips(held_out, names[:options.loss_clips]), LossWorker,
+                      (export_uri, options.model_dump()), options, resources)
     if not losses:
         frames, height, width = bucket
         raise ValueError(
             f"data.manifest: {manifest_uri} has no held-out (split 'val') clips in bucket "
             f"{frames}x{height}x{width}; precompute it with a validation fraction above 0"
         )
-    videos = first_clips(held_out, options.videos).materialize()  # the same clips for the sheet's pick and the pool
-    sheet_keys = first_keys(videos, options.sheet_videos)
+    videos = only_clips(held_out, names[:options.videos])
+    sheet_keys = names[:options.videos][:options.sheet_videos]
     quality = run_pool(videos, QualityWorker, (export_uri, options.model_dump(), bucket, sheet_keys), options,
                        resources)
     val_loss, by_frame = combine_losses(losses["loss"])
@@ -111,22 +112,19 @@ def evaluate_export(
     return result
 
 
-def first_clips(dataset, count: int):
-    """The first ``count`` clips of ``dataset`` in name order: the same clips on every evaluation
-    of a dataset and on every precompute of the same videos, whatever order its shards were
-    written or are read in (``limit`` took the first rows read, and two precomputes of the same
-    videos were measured on different clips)."""
-    keys = set(first_keys(dataset, count))
-    return dataset.filter(lambda row: clip_key(row["source"], row["clip_index"]) in keys)
+def clip_names(dataset) -> list[str]:
+    """The names of every clip of ``dataset``, sorted. Evaluations take the first ones: the same
+    clips on every evaluation of a dataset and on every precompute of the same videos, whatever
+    order its shards were written or are read in (``limit`` took the first rows read, and two
+    precomputes of the same videos were measured on different clips)."""
+    rows = dataset.select_columns(["source", "clip_index"]).take_all()
+    return sorted(clip_key(r["source"], r["clip_index"]) for r in rows)
 
 
-def first_keys(videos, count: int) -> list[str]:
-    """The names of the first ``count`` clips of ``videos`` in name order (so the pick does not
-    depend on the order Ray Data reads them in)."""
-    if count == 0:
-        return []
-    rows = videos.select_columns(["source", "clip_index"]).take_all()
-    return sorted(clip_key(r["source"], r["clip_index"]) for r in rows)[:count]
+def only_clips(dataset, names: list[str]):
+    """The clips of ``dataset`` named in ``names``."""
+    keep = set(names)
+    return dataset.filter(lambda row: clip_key(row["source"], row["clip_index"]) in keep)
 
 
 def contact_sheet(quality: dict[str, Any]) -> bytes | None:
