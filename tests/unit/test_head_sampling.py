@@ -1,6 +1,7 @@
 """The diffusion head's respaced sampling stays sound for a briefly trained, imperfect head: with
 the predicted x0 clipped to the data's range, samples stay in that range and near their targets.
-MAR's unclipped sampling stays available (x0_clip: null)."""
+MAR's unclipped sampling stays available (x0_clip: null). A v-prediction head needs no clip: its
+x0 is well-conditioned at every step, and at the noisiest step it is the condition's mean."""
 
 from __future__ import annotations
 
@@ -24,12 +25,11 @@ def toy_pairs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return z, RANGE * torch.tanh(z @ proj)
 
 
-@pytest.fixture(scope="module")
-def trained_head() -> DiffusionHead:
+def train_head(prediction: str) -> DiffusionHead:
     """A small head trained for a few seconds: good enough to learn the target roughly, far from
-    the near-perfect head that unclipped respaced sampling needs."""
+    the near-perfect head that unclipped respaced epsilon sampling needs."""
     torch.manual_seed(0)
-    head = DiffusionHead(TOKEN, COND, HeadConfig(width=64, depth=2, sample_steps=100))
+    head = DiffusionHead(TOKEN, COND, HeadConfig(width=64, depth=2, sample_steps=100, prediction=prediction))
     head.net.zero_init()
     opt = torch.optim.AdamW(head.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(1)
@@ -40,6 +40,16 @@ def trained_head() -> DiffusionHead:
         loss.backward()
         opt.step()
     return head.eval()
+
+
+@pytest.fixture(scope="module")
+def trained_head() -> DiffusionHead:
+    return train_head("epsilon")
+
+
+@pytest.fixture(scope="module")
+def trained_v_head() -> DiffusionHead:
+    return train_head("v")
 
 
 def sample_with(head: DiffusionHead, x0_clip: float | None, z: torch.Tensor) -> torch.Tensor:
@@ -61,6 +71,34 @@ def test_unclipped_sampling_is_available_and_leaves_x0_as_predicted(trained_head
     # Same random stream, different rule: the unclipped chain leaves the data's range.
     assert unclipped.abs().max() > RANGE
     assert (unclipped - target).abs().mean() > (clipped - target).abs().mean()
+
+
+def test_a_v_prediction_head_samples_near_its_targets_unclipped(trained_v_head):
+    z, target = toy_pairs(512, seed=9)
+    x = sample_with(trained_v_head, None, z)
+    assert x.abs().max() < 1.5 * RANGE
+    assert (x - target).abs().mean() < 0.1
+
+
+def test_at_the_noisiest_step_v_predicts_the_conditions_mean_and_epsilon_cannot(trained_head, trained_v_head):
+    z, target = toy_pairs(512, seed=9)
+    errors = {}
+    for name, head in (("epsilon", trained_head), ("v", trained_v_head)):
+        diffusion, last = head.sample_diffusion, head.sample_diffusion.steps - 1
+        x = torch.randn(512, TOKEN, generator=torch.Generator().manual_seed(3))  # pure noise
+        with torch.no_grad():
+            out = head.net(x, torch.full((512,), int(diffusion.timestep_map[last])), z)
+        x0 = diffusion.predicted_x0(out.chunk(2, dim=-1)[0], x, torch.full((512,), last))
+        errors[name] = (x0 - target).abs().mean().item()
+    # Epsilon's x0 there is 1/sqrt(alpha_bar) ~ 2e4 times its epsilon error: far off the data.
+    assert errors["v"] < 0.15 and errors["epsilon"] > 10 * RANGE
+
+
+def test_prediction_is_a_validated_head_field():
+    assert model_config("tiny").head.prediction == "epsilon"
+    assert model_config("tiny", head={"prediction": "v"}).head.prediction == "v"
+    with pytest.raises(ConfigError, match="model.head.prediction='x0' is unknown; expected one of epsilon, v"):
+        model_config("tiny", head={"prediction": "x0"})
 
 
 def test_x0_clip_is_a_validated_head_field():

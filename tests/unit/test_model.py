@@ -30,8 +30,9 @@ def randomize(model: VideoMAR) -> VideoMAR:
     return model
 
 
-def test_future_frames_get_zero_gradient_and_change_nothing():
-    model = randomize(tiny()).train()
+@pytest.mark.parametrize("overrides", [{}, {"residual": True, "residual_momentum": 0.5, "motion_hint": 3}])
+def test_future_frames_get_zero_gradient_and_change_nothing(overrides):
+    model = randomize(tiny(**overrides)).train()
     latents = torch.randn(2, C, 5, 4, 4, requires_grad=True)
     text = model.tokenize(["a 3 moving up", "a 7"])
     k = torch.tensor([1, 2])
@@ -48,6 +49,23 @@ def test_future_frames_get_zero_gradient_and_change_nothing():
     changed[1, :, 3:] = 7.0
     again = model.training_loss(changed, text, torch.Generator().manual_seed(0), target_frames=k)
     assert again.item() == loss.item()
+
+
+def test_the_motion_hint_sees_each_tokens_neighbourhood_of_the_last_frame_and_change():
+    model = randomize(tiny(motion_hint=3)).eval()
+    last, before = torch.randn(2, 1, 16, C).unbind(0)  # [B=1, N=16 (a 4x4 grid), C]
+    hint = model.frame_hint(last, before, torch.tensor([2]), (4, 4))
+    assert hint.shape == (1, 16, model.config.width)
+    moved = last.clone()
+    moved[0, 0] += 1.0  # the top-left token of the last frame
+    changed = (model.frame_hint(moved, before, torch.tensor([2]), (4, 4)) - hint).abs().amax(-1)[0]
+    assert set(torch.nonzero(changed > 0).flatten().tolist()) == {0, 1, 4, 5}  # its 3x3 neighbours
+    # One frame known: no change is seen; the frame before does not matter.
+    one = model.frame_hint(last, before, torch.tensor([1]), (4, 4))
+    torch.testing.assert_close(one, model.frame_hint(last, torch.randn_like(before), torch.tensor([1]), (4, 4)))
+    assert tiny().frame_hint(last, before, torch.tensor([2]), (4, 4)) is None
+    with pytest.raises(ConfigError, match="model.motion_hint=2"):
+        tiny(motion_hint=2)
 
 
 def test_backbone_outputs_up_to_frame_k_ignore_later_frames():

@@ -28,6 +28,19 @@ def model() -> VideoMAR:
     return m
 
 
+def with_config(model, **changes) -> VideoMAR:
+    """The model's weights under a changed config; new layers (the hint's) get random weights."""
+    import dataclasses
+
+    torch.manual_seed(5)
+    other = VideoMAR(dataclasses.replace(model.config, **changes)).eval()
+    other.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        for p in (other.hint_proj.parameters() if other.hint_proj is not None else []):
+            p.normal_(0, 0.1)
+    return other
+
+
 def run(model, mode, frames=4, seed=3, cond=None, **kw):
     cond = torch.randn(2, C, 1, H, W, generator=torch.Generator().manual_seed(0)) if cond is None else cond
     text = model.tokenize(["a handwritten 3 moving up", "a 5"][: cond.shape[0]])
@@ -36,7 +49,10 @@ def run(model, mode, frames=4, seed=3, cond=None, **kw):
                     generator=torch.Generator().manual_seed(seed), **kw)
 
 
-def test_kv_cache_and_recompute_give_the_same_video(model):
+@pytest.mark.parametrize("hinted", [False, True])
+def test_kv_cache_and_recompute_give_the_same_video(model, hinted):
+    if hinted:  # masked tokens see the last frames' neighbourhoods: the same in both modes
+        model = with_config(model, residual=True, residual_momentum=0.5, motion_hint=3)
     cached = run(model, "kv_cache")
     reference = run(model, "recompute")
     assert cached.shape == (2, C, 5, H, W)

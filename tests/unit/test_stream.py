@@ -173,16 +173,18 @@ def one_session(model, prompt, seed, cfg, policy=SINK_WINDOW):
     return StreamSession(model, cond(1, seed), text(model, prompt), settings, torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("cfg,residual", [(1.0, False), (2.0, False), (2.0, True)])
+@pytest.mark.parametrize("cfg,residual", [(1.0, False), (2.0, False), (2.0, True), (2.0, "hinted")])
 def test_sessions_stepped_together_make_their_own_frames(model, cfg, residual):
     import dataclasses
 
     from videomar.model.batched import next_together
 
-    if residual:  # each session's frames are changes from its own last frames
+    if residual:  # each session's frames are changes from (and hints of) its own last frames
         weights = model.state_dict()
-        model = VideoMAR(dataclasses.replace(model.config, residual=True, residual_momentum=0.5)).eval()
-        model.load_state_dict(weights)
+        hint = 3 if residual == "hinted" else 0
+        torch.manual_seed(5)
+        model = VideoMAR(dataclasses.replace(model.config, residual=True, residual_momentum=0.5, motion_hint=hint)).eval()
+        model.load_state_dict(weights, strict=not hint)
     specs = [("a 3 moving left", 1, cfg), ("a much longer prompt about a 5 moving up", 2, cfg)]
     alone = [one_session(model, *spec) for spec in specs]
     together = [one_session(model, *spec) for spec in specs]

@@ -42,7 +42,9 @@ def next_together(sessions: list[StreamSession]) -> list[torch.Tensor]:
             temperature += list(t) if is_sequence(t) else [t] * s.batch
         bases = [s.residual_base() for s in sessions]
         base = None if bases[0] is None else torch.cat(bases)  # [sum B, N, c]
-        frame = view._sample_frame(None, temperature, base)  # [sum B, N, c]
+        hints = [s.frame_hint() for s in sessions]
+        hint = None if hints[0] is None else torch.cat(hints)  # [sum B, N, D]
+        frame = view._sample_frame(None, temperature, base, hint)  # [sum B, N, c]
         frames = list(frame.split([s.batch for s in sessions]))
         bound = sessions[0].model.config.frame_clip
         frames = [(f.clamp(-bound, bound) if s.done else f).to(s.dtype) for s, f in zip(sessions, frames)]

@@ -9,6 +9,11 @@ from typing import Any
 
 from videomar.errors import ConfigError
 
+# What the network predicts: MAR's epsilon, or v = sqrt(alpha_bar) * eps - sqrt(1 - alpha_bar) * x0
+# (progressive distillation's), whose x0 = sqrt(alpha_bar) * x_t - sqrt(1 - alpha_bar) * v is
+# well-conditioned at every step and whose loss weighs x0's error by 1 at high noise, where the
+# head learns the condition's mean (epsilon's loss weighs it by alpha_bar / (1 - alpha_bar) ~ 0).
+PREDICTIONS = ("epsilon", "v")
 LATENT_CLIP = 2.0  # generated latents' bound when the model's config does not say its data's range
 
 
@@ -26,6 +31,8 @@ class HeadConfig:
     # an x0 error in the thousands and the chain explodes. None samples unclipped, as MAR does.
     # Training stages set it from the dataset's latent statistics (training/config.py).
     x0_clip: float | None = None
+    # "epsilon" (MAR's) or "v": see PREDICTIONS for why v suits heads early in training.
+    prediction: str = "epsilon"
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,11 @@ class ModelConfig:
     # last frame-to-frame change (x[k-1] + m (x[k-1] - x[k-2])): at 0.5, a model that predicts
     # no change continues the motion it has seen, damped, instead of freezing it.
     residual_momentum: float = 0.0
+    # The masked tokens of the frame being generated also see the k x k neighbourhood of their
+    # position in the last frame and in the last frame-to-frame change (k = motion_hint, odd; 0:
+    # the mask token alone, as the paper). A token's next value is then a local function of what
+    # it sees, where with the mask token alone it must first learn where to attend.
+    motion_hint: int = 0
     # Generated frames (after the first) are kept within [-latent_clip, latent_clip], the data's
     # range: a frame drifting out of it feeds the next one. Training stages set it from the
     # dataset's latent statistics; None keeps LATENT_CLIP.
@@ -129,10 +141,14 @@ class ModelConfig:
             raise ConfigError(f"model.residual_momentum={self.residual_momentum} must be in [0, 1]")
         if self.residual_momentum and not self.residual:
             raise ConfigError(f"model.residual_momentum={self.residual_momentum} needs model.residual: true")
+        if self.motion_hint < 0 or (self.motion_hint and self.motion_hint % 2 == 0):
+            raise ConfigError(f"model.motion_hint={self.motion_hint} must be 0 or an odd neighbourhood side (1, 3, 5, ...)")
         if self.latent_clip is not None and not self.latent_clip > 0:
             raise ConfigError(f"model.latent_clip={self.latent_clip} must be > 0, or null for {LATENT_CLIP}")
         if hd.x0_clip is not None and not hd.x0_clip > 0:
             raise ConfigError(f"model.head.x0_clip={hd.x0_clip} must be > 0, or null to sample unclipped")
+        if hd.prediction not in PREDICTIONS:
+            raise ConfigError(f"model.head.prediction={hd.prediction!r} is unknown; expected one of {', '.join(PREDICTIONS)}")
         if hd.sample_steps > hd.train_steps:
             raise ConfigError(
                 f"model.head.sample_steps={hd.sample_steps} cannot exceed model.head.train_steps={hd.train_steps}"
@@ -192,7 +208,7 @@ def _build_head(base: HeadConfig, value: Any, prefix: str) -> HeadConfig:
     for key in value:
         if key not in names:
             raise ConfigError(f"{prefix}.{key}: unknown field; known fields: {', '.join(sorted(names))}")
-    kinds = {name: (float if name == "x0_clip" else int) for name in names}
+    kinds = {name: {"x0_clip": float, "prediction": str}.get(name, int) for name in names}
     return dataclasses.replace(base, **{k: _coerce(v, kinds[k], f"{prefix}.{k}") for k, v in value.items()})
 
 

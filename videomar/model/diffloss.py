@@ -46,7 +46,8 @@ class ResBlock(nn.Module):
 
 
 class HeadMLP(nn.Module):
-    """(x_t [n, c], t [n], z [n, D]) -> [n, 2c]: epsilon and the variance interpolation value."""
+    """(x_t [n, c], t [n], z [n, D]) -> [n, 2c]: the prediction (epsilon or v) and the variance
+    interpolation value."""
 
     def __init__(self, token_dim: int, cond_dim: int, cfg: HeadConfig):
         super().__init__()
@@ -80,8 +81,8 @@ class DiffusionHead(nn.Module):
         self.cfg = cfg
         self.token_dim = token_dim
         self.net = HeadMLP(token_dim, cond_dim, cfg)
-        self.train_diffusion = GaussianDiffusion.cosine(cfg.train_steps)
-        self.sample_diffusion = GaussianDiffusion.cosine(cfg.train_steps, cfg.sample_steps)
+        self.train_diffusion = GaussianDiffusion.cosine(cfg.train_steps, prediction=cfg.prediction)
+        self.sample_diffusion = GaussianDiffusion.cosine(cfg.train_steps, cfg.sample_steps, cfg.prediction)
 
     def token_losses(self, target, z, generator=None):
         """target [n, c], z [n, D] -> per-token loss [batch_mul, n], each row its own timesteps."""
@@ -99,7 +100,7 @@ class DiffusionHead(nn.Module):
     @torch.no_grad()
     def sample(self, z, temperature: float | torch.Tensor = 1.0, cfg: float | torch.Tensor = 1.0, generator=None):
         """Draw tokens for conditions z. With cfg != 1, z is [2n, D] (conditional rows, then the
-        null-text rows) and the result [n, c] follows the guided epsilon; else z is [n, D].
+        null-text rows) and the result [n, c] follows the guided prediction; else z is [n, D].
         temperature and cfg may be per-token tensors [n, 1]; a cfg tensor always means guided.
         generator may be a videomar.model.rng.RowGenerators (one stream per batch row)."""
         guided = torch.is_tensor(cfg) or cfg != 1.0
@@ -110,11 +111,11 @@ class DiffusionHead(nn.Module):
             t = torch.full((n,), i, device=z.device, dtype=torch.long)
             t_net = torch.full((z.shape[0],), int(diffusion.timestep_map[i]), device=z.device, dtype=torch.long)
             out = self.net(torch.cat([x, x]) if guided else x, t_net, z)
-            eps, var_value = out.chunk(2, dim=-1)
+            pred, var_value = out.chunk(2, dim=-1)
             if guided:
-                (eps_c, eps_u), var_value = eps.chunk(2), var_value[:n]
-                eps = eps_u + cfg * (eps_c - eps_u)
-            mean, log_var = diffusion.p_mean_logvar(eps, var_value, x, t, self.cfg.x0_clip)
+                (pred_c, pred_u), var_value = pred.chunk(2), var_value[:n]
+                pred = pred_u + cfg * (pred_c - pred_u)
+            mean, log_var = diffusion.p_mean_logvar(pred, var_value, x, t, self.cfg.x0_clip)
             if i > 0:
                 noise = rng.randn(tuple(x.shape), x.device, generator, x.dtype)
                 x = mean + torch.exp(0.5 * log_var) * noise * temperature

@@ -1,5 +1,5 @@
-"""DDPM with a cosine schedule, epsilon prediction and a learned variance range (improved DDPM):
-the training loss (MSE + VLB) and respaced ancestral sampling with a temperature.
+"""DDPM with a cosine schedule, epsilon or v prediction and a learned variance range (improved
+DDPM): the training loss (MSE + VLB) and respaced ancestral sampling with a temperature.
 
 The schedule lives here, out of the network; the head (diffloss.py) owns one instance for
 training and one respaced instance for sampling.
@@ -35,8 +35,9 @@ class GaussianDiffusion:
     """Schedule arrays (float64) and the math on them. `timestep_map` maps this (possibly
     respaced) schedule's indices to the training timesteps the network was conditioned on."""
 
-    def __init__(self, betas: np.ndarray, timestep_map: np.ndarray | None = None):
+    def __init__(self, betas: np.ndarray, timestep_map: np.ndarray | None = None, prediction: str = "epsilon"):
         self.betas = betas
+        self.prediction = prediction
         self.steps = len(betas)
         self.timestep_map = np.arange(self.steps) if timestep_map is None else timestep_map
         ac = np.cumprod(1.0 - betas)
@@ -54,14 +55,14 @@ class GaussianDiffusion:
         self._on_device: dict[tuple[int, torch.device], torch.Tensor] = {}  # (id(array), device) -> tensor
 
     @classmethod
-    def cosine(cls, train_steps: int, sample_steps: int | None = None) -> "GaussianDiffusion":
+    def cosine(cls, train_steps: int, sample_steps: int | None = None, prediction: str = "epsilon") -> "GaussianDiffusion":
         betas = cosine_betas(train_steps)
         if sample_steps is None or sample_steps == train_steps:
-            return cls(betas)
+            return cls(betas, prediction=prediction)
         keep = spaced_timesteps(train_steps, sample_steps)
         ac = np.cumprod(1.0 - betas)[keep]
         new_betas = 1.0 - ac / np.append(1.0, ac[:-1])
-        return cls(new_betas, keep)
+        return cls(new_betas, keep, prediction)
 
     # -- indexing helpers: t is a [n] long tensor; arrays become [n, 1] on t's device
     def _at(self, arr: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -80,29 +81,38 @@ class GaussianDiffusion:
         mean = self._at(self.post_coef1, t, x0) * x0 + self._at(self.post_coef2, t, x0) * xt
         return mean, self._at(self.post_log_var, t, x0)
 
-    def p_mean_logvar(self, eps, var_value, xt, t, x0_clip: float | None = None):
-        """The reverse step's mean and log variance from the network's (eps, v in [-1, 1]).
-        x0_clip keeps the predicted x0 within [-x0_clip, x0_clip] (improved DDPM's clip_denoised
-        with the data's range); None leaves it as predicted."""
+    def predicted_x0(self, pred, xt, t):
+        """x0 from the network's prediction (epsilon or v, per `prediction`) at x_t."""
+        if self.prediction == "v":
+            return self._at(self.sqrt_ac, t, xt) * xt - self._at(self.sqrt_one_minus_ac, t, xt) * pred
+        return self._at(self.sqrt_recip_ac, t, xt) * xt - self._at(self.sqrt_recipm1_ac, t, xt) * pred
+
+    def p_mean_logvar(self, pred, var_value, xt, t, x0_clip: float | None = None):
+        """The reverse step's mean and log variance from the network's (prediction, variance
+        value in [-1, 1]). x0_clip keeps the predicted x0 within [-x0_clip, x0_clip] (improved
+        DDPM's clip_denoised with the data's range); None leaves it as predicted."""
         frac = (var_value + 1) / 2
         log_var = frac * self._at(self.log_betas, t, xt) + (1 - frac) * self._at(self.post_log_var, t, xt)
-        x0 = self._at(self.sqrt_recip_ac, t, xt) * xt - self._at(self.sqrt_recipm1_ac, t, xt) * eps
+        x0 = self.predicted_x0(pred, xt, t)
         if x0_clip is not None:
             x0 = x0.clamp(-x0_clip, x0_clip)
         mean, _ = self.q_posterior(x0, xt, t)
         return mean, log_var
 
     def training_losses(self, net, x0, z, generator=None):
-        """Per-row loss [n]: MSE on epsilon + the VLB term (bits) that trains the variance.
-        net(x_t [n, c], t [n], z [n, D]) -> [n, 2c]."""
+        """Per-row loss [n]: MSE on the prediction (epsilon or v) + the VLB term (bits) that
+        trains the variance. net(x_t [n, c], t [n], z [n, D]) -> [n, 2c]."""
         n = x0.shape[0]
         t = torch.randint(0, self.steps, (n,), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         xt = self.q_sample(x0, t, noise)
-        eps, var_value = net(xt, t, z).chunk(2, dim=-1)
-        mse = ((noise - eps) ** 2).mean(-1)
-        # The VLB trains only the variance: the mean comes from a detached epsilon.
-        mean, log_var = self.p_mean_logvar(eps.detach(), var_value, xt, t)
+        pred, var_value = net(xt, t, z).chunk(2, dim=-1)
+        target = noise
+        if self.prediction == "v":
+            target = self._at(self.sqrt_ac, t, x0) * noise - self._at(self.sqrt_one_minus_ac, t, x0) * x0
+        mse = ((target - pred) ** 2).mean(-1)
+        # The VLB trains only the variance: the mean comes from a detached prediction.
+        mean, log_var = self.p_mean_logvar(pred.detach(), var_value, xt, t)
         true_mean, true_log_var = self.q_posterior(x0, xt, t)
         kl = _normal_kl(true_mean, true_log_var, mean, log_var).mean(-1) / math.log(2.0)
         nll = -_discretized_gaussian_loglik(x0, mean, 0.5 * log_var).mean(-1) / math.log(2.0)

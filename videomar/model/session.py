@@ -83,7 +83,8 @@ class StreamSession:
         with _autocast(self.device):
             for _ in range(count):
                 f = self.first + self.done
-                frame = self._sample_frame(f, self.s.temperature_at(f, self.first, total), self.residual_base())
+                temperature = self.s.temperature_at(f, self.first, total)
+                frame = self._sample_frame(f, temperature, self.residual_base(), self.frame_hint())
                 if self.done:
                     frame = frame.clamp(-self.model.config.frame_clip, self.model.config.frame_clip)
                 frame = frame.to(self.dtype)
@@ -134,7 +135,17 @@ class StreamSession:
         known = torch.full((self.batch,), len(self.recent), device=self.device)
         return residual_base(last, before, known, cfg.residual_momentum)
 
-    def _sample_frame(self, f: int, temperature, base: torch.Tensor | None = None) -> torch.Tensor:
+    def frame_hint(self) -> torch.Tensor | None:
+        """What the next frame's masked tokens see of the last two frames ([B, N, D]); else None."""
+        if not self.model.config.motion_hint:
+            return None
+        zeros = torch.zeros(self.batch, self.n, self.c, device=self.device, dtype=self.dtype)
+        before, last = ([zeros, zeros] + self.recent)[-2:]
+        known = torch.full((self.batch,), len(self.recent), device=self.device)
+        return self.model.frame_hint(last, before, known, self.grid)
+
+    def _sample_frame(self, f: int, temperature, base: torch.Tensor | None = None,
+                      hint: torch.Tensor | None = None) -> torch.Tensor:
         b, n = self.batch, self.n
         if self.s.mode == "token_by_token":
             orders = torch.arange(n, device=self.device).expand(b, n)  # raster order
@@ -149,7 +160,7 @@ class StreamSession:
             left = tokens_left_masked(n, step, steps, remaining)
             masked = ranks < remaining  # [B, N]: the tokens not yet decided
             decide = masked & (ranks >= left)  # this step's tokens
-            z = self._backbone_frame(current, masked, f)  # [rows, N, D]
+            z = self._backbone_frame(current, masked, f, hint)  # [rows, N, D]
             scale = self.s.guidance_at((n - left) / n)
             current[decide] = self._sample_tokens(z, decide, temperature, scale)
             if base is not None:  # a residual model draws changes
@@ -179,10 +190,10 @@ class StreamSession:
     def _rows(self, h):
         return torch.cat([h, h]) if self.guided else h
 
-    def _backbone_frame(self, current, masked, f):
-        """The current frame (decided tokens clean, others mask_token) -> z [rows, N, D]."""
+    def _backbone_frame(self, current, masked, f, hint=None):
+        """The current frame (decided tokens clean, others mask_token + hint) -> z [rows, N, D]."""
         model = self.model
-        h = self._rows(model.embed_tokens(current, masked))
+        h = self._rows(model.embed_tokens(current, masked, hint))
         if self.cache is not None:
             pos = grid_positions(self.cache.next_position, 1, self.grid, self.device)
             return model.backbone(h, pos, self.ctx, self.cache)

@@ -41,6 +41,8 @@ class VideoMAR(nn.Module):
         d = config.width
         self.z_proj = nn.Linear(config.token_dim, d)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
+        k = config.motion_hint
+        self.hint_proj = nn.Linear(2 * k * k * config.token_dim, d) if k else None
         self.text_encoder = BytesTextEncoder(config.text_dim, config.text_max_len) if config.text_encoder == "bytes" else None
         # Classifier-free guidance's unconditional text: a learned sequence (as in the paper) for
         # precomputed embeddings, one learned token for the bytes encoder.
@@ -127,12 +129,32 @@ class VideoMAR(nn.Module):
         first write (a full cache doubles when it outgrows them)."""
         return KVCache(self.config.depth, policy, self.rope, capacity)
 
-    def embed_tokens(self, tokens: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens [B, S, c] -> [B, S, D]; positions where masked [B, S] is true become mask_token."""
+    def embed_tokens(self, tokens: torch.Tensor, masked: torch.Tensor | None = None,
+                     hint: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, S, c] -> [B, S, D]; positions where masked [B, S] is true become mask_token
+        (plus hint [B, S, D], the frame_hint, when the model has one)."""
         h = self.z_proj(tokens)
         if masked is None:
             return h
-        return torch.where(masked[..., None], self.mask_token.to(h.dtype), h)
+        empty = self.mask_token.to(h.dtype) if hint is None else self.mask_token.to(h.dtype) + hint
+        return torch.where(masked[..., None], empty, h)
+
+    def frame_hint(self, last: torch.Tensor, before: torch.Tensor, known: torch.Tensor,
+                   grid: tuple[int, int]) -> torch.Tensor | None:
+        """What the masked tokens of the next frame see (model.motion_hint): each token's k x k
+        neighbourhood of the last frame and of the last change. last, before [B, N, c]: the
+        two frames before it; known [B]: how many frames precede it (a missing frame is zeros,
+        a missing change is zero). -> [B, N, D], or None without a hint."""
+        k = self.config.motion_hint
+        if not k:
+            return None
+        one = (known >= 1).to(last.dtype)[:, None, None]
+        two = (known >= 2).to(last.dtype)[:, None, None]
+        x = torch.cat([one * last, two * (last - before)], dim=-1)  # [B, N, 2c]
+        b, n, c2 = x.shape
+        x = x.transpose(1, 2).reshape(b, c2, *grid)
+        x = nn.functional.unfold(x, k, padding=k // 2)  # [B, 2c*k*k, N], zeros beyond the edges
+        return self.hint_proj(x.transpose(1, 2))
 
     # -- training objective ----------------------------------------------------------------
     def _prepare(self, latents, text, generator, target_frames):
@@ -162,14 +184,19 @@ class VideoMAR(nn.Module):
         frame = torch.arange(f, device=x.device)
         # Frame k is masked MAR-style; frames after k (other samples' context) are fully masked.
         masked = ((frame[None, :] == k[:, None])[:, :, None] & token_mask[:, None, :]) | (frame[None, :] > k[:, None])[:, :, None]
-        h = self.embed_tokens(x.reshape(b, f * n, c), masked.reshape(b, f * n))  # [B, F*N, D]
+        rows = torch.arange(b, device=x.device)
+        hint = self.frame_hint(x[rows, (k - 1).clamp(min=0)], x[rows, (k - 2).clamp(min=0)], k,
+                               _grid(latents, cfg.patch_size))  # [B, N, D] for frame k
+        if hint is not None:  # frames after k (fully masked) see no hint: no sample attends to them
+            hint = torch.zeros(b, f, n, hint.shape[-1], device=x.device, dtype=hint.dtype).index_put(
+                (rows, k), hint).reshape(b, f * n, -1)
+        h = self.embed_tokens(x.reshape(b, f * n, c), masked.reshape(b, f * n), hint)  # [B, F*N, D]
         drop = None
         if self.training and cfg.text_drop_prob > 0:
             drop = torch.rand(b, device=x.device, generator=generator) < cfg.text_drop_prob
         ctx = self.encode_text(text.to(x.device), drop)
         pos = grid_positions(0, f, _grid(latents, cfg.patch_size), x.device)
         z = self.backbone(h, pos, ctx).view(b, f, n, -1)
-        rows = torch.arange(b, device=x.device)
         target = x[rows, k]  # [B, N, c]
         if cfg.residual:
             target = target - residual_base(x[rows, (k - 1).clamp(min=0)], x[rows, (k - 2).clamp(min=0)],
