@@ -61,6 +61,26 @@ def test_kv_cache_and_recompute_give_the_same_video(model, hinted):
     assert not torch.allclose(cached[0], cached[1])
 
 
+@pytest.mark.parametrize("mode", ["kv_cache", "recompute"])
+def test_a_hinted_frame_is_seen_in_sampling_as_in_training(model, monkeypatch, mode):
+    """The backbone's output for a fully masked frame is the same in the sampler as in the
+    training objective: both give its tokens the same hint of the two frames before it."""
+    hinted = with_config(model, residual=True, residual_momentum=0.5, motion_hint=3, mask_ratio_min=1.0)
+    latents = torch.randn(2, C, 3, H, W, generator=torch.Generator().manual_seed(4))
+    text = hinted.tokenize(["a handwritten 3 moving up", "a 5"])
+    with torch.no_grad():
+        trained, _, mask = hinted._target_outputs(latents, text, target_frames=torch.tensor([2, 2]))
+    assert mask.all()  # mask_ratio_min 1: every token of frame 2 masked
+    seen = []
+    monkeypatch.setattr(hinted.head, "sample", lambda z, *a: seen.append(z) or torch.zeros(z.shape[0], C))
+    generate(hinted, latents[:, :, :2], text, frames=1, steps=1, cfg=1.0, mode=mode)
+    torch.testing.assert_close(seen[0].view_as(trained), trained, atol=1e-5, rtol=1e-5)
+    blind = with_config(model, residual=True, residual_momentum=0.5, mask_ratio_min=1.0)
+    with torch.no_grad():
+        unhinted, _, _ = blind._target_outputs(latents, text, target_frames=torch.tensor([2, 2]))
+    assert not torch.allclose(unhinted, trained, atol=1e-3)  # the hint does change what it sees
+
+
 def test_same_seed_same_video_other_seed_other_video(model):
     assert torch.equal(run(model, "kv_cache", seed=5), run(model, "kv_cache", seed=5))
     assert not torch.equal(run(model, "kv_cache", seed=5), run(model, "kv_cache", seed=6))

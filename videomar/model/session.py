@@ -130,19 +130,20 @@ class StreamSession:
         cfg = self.model.config
         if not cfg.residual:
             return None
-        zeros = torch.zeros(self.batch, self.n, self.c, device=self.device, dtype=self.dtype)
-        before, last = ([zeros, zeros] + self.recent)[-2:]  # residual_base ignores frames not there
-        known = torch.full((self.batch,), len(self.recent), device=self.device)
-        return residual_base(last, before, known, cfg.residual_momentum)
+        return residual_base(*self._last_two(), cfg.residual_momentum)
 
     def frame_hint(self) -> torch.Tensor | None:
         """What the next frame's masked tokens see of the last two frames ([B, N, D]); else None."""
         if not self.model.config.motion_hint:
             return None
+        return self.model.frame_hint(*self._last_two(), self.grid)
+
+    def _last_two(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(last, before) [B, N, c] and how many frames precede the next one [B]; a frame not
+        there is zeros, which residual_base and frame_hint ignore by that count."""
         zeros = torch.zeros(self.batch, self.n, self.c, device=self.device, dtype=self.dtype)
         before, last = ([zeros, zeros] + self.recent)[-2:]
-        known = torch.full((self.batch,), len(self.recent), device=self.device)
-        return self.model.frame_hint(last, before, known, self.grid)
+        return last, before, torch.full((self.batch,), len(self.recent), device=self.device)
 
     def _sample_frame(self, f: int, temperature, base: torch.Tensor | None = None,
                       hint: torch.Tensor | None = None) -> torch.Tensor:

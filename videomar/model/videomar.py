@@ -136,7 +136,9 @@ class VideoMAR(nn.Module):
         h = self.z_proj(tokens)
         if masked is None:
             return h
-        empty = self.mask_token.to(h.dtype) if hint is None else self.mask_token.to(h.dtype) + hint
+        empty = self.mask_token.to(h.dtype)
+        if hint is not None:
+            empty = empty + hint
         return torch.where(masked[..., None], empty, h)
 
     def frame_hint(self, last: torch.Tensor, before: torch.Tensor, known: torch.Tensor,
