@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 
 import pytest
 
@@ -53,3 +55,20 @@ def test_s3_storage(s3_server, tmp_path):
 def test_join():
     assert storage.join("s3://b/k/", "x", "/y") == "s3://b/k/x/y"
     assert storage.join("/tmp/a", "b") == os.path.join("/tmp/a", "b")
+
+
+@pytest.mark.timeout(60)
+def test_s3_reads_see_whole_versions_while_the_object_is_rewritten(s3_server):
+    """A batch's status document is rewritten as its inputs finish while GETs read it: each read
+    returns one whole version (pyarrow's HEAD-then-ranged-GET read cut it at the old size)."""
+    uri = s3_server.uri("rewritten", "status.json")
+    versions = [json.dumps({"n": i, "pad": "x" * (i % 37)}).encode() for i in range(400)]
+    storage.write_bytes_atomic(uri, versions[0])
+    writer = threading.Thread(target=lambda: [storage.write_bytes_atomic(uri, v) for v in versions[1:]])
+    writer.start()
+    reads = []
+    while writer.is_alive():
+        reads.append(storage.read_bytes(uri))
+    writer.join()
+    assert len(reads) > 20
+    assert all(read in versions for read in reads), [r for r in reads if r not in versions][:3]

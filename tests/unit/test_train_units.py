@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from videomar.artifacts import export
 from videomar.platform.training.deepspeed_config import build_ds_config, resolve_precision
 from videomar.platform.training.ema import EMA
 from tests.support.faults import ExitAfter
-from videomar.platform.training.core import SEED_STRIDE, after_step, stream_seed
+from videomar.platform.training.core import SEED_STRIDE, after_step, ctrl_c_raises, stream_seed
 from videomar.platform.training.schedule import lr_factor
 from videomar.platform.tracking import REDACTED, flatten, redact
 
@@ -216,3 +217,26 @@ def test_deepspeed_starts_without_building_its_shared_memory_op(tmp_path, monkey
     skip_shm_comm_op()
     assert build_shm_op() is None
     assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_keeps_raising_keyboardinterrupt_during_and_after_a_fit():
+    """Ray Train's fit installs, through this hook, a SIGINT handler that blocks on its controller
+    and is never removed; videomar keeps Python's handler (tests/e2e/test_interrupts.py Ctrl-Cs a
+    real run)."""
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    assert callable(getattr(DataParallelTrainer, "_register_sigint_handler", None))  # the hook is still there
+
+    class Trainer:
+        def _register_sigint_handler(self, controller):
+            signal.signal(signal.SIGINT, lambda *_: None)
+
+        def fit(self):
+            self._register_sigint_handler(None)
+            return signal.getsignal(signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    trainer = Trainer()
+    with ctrl_c_raises(trainer):
+        during = trainer.fit()
+    assert during is before and signal.getsignal(signal.SIGINT) is before

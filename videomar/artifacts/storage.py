@@ -12,6 +12,7 @@ place; an S3 object only becomes visible once its upload completes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import posixpath
 import tempfile
@@ -75,25 +76,35 @@ def join(uri: str, *parts: str) -> str:
     return str(Path(uri, *parts))
 
 
+def s3_endpoint() -> str | None:
+    """The custom S3 endpoint (``scheme://host:port``) from the environment, or None for AWS."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    if not endpoint:
+        return None
+    parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+    return f"{parsed.scheme or 'https'}://{parsed.netloc}"
+
+
+def s3_region() -> str | None:
+    # A custom endpoint has no region to discover; pyarrow would otherwise ask AWS for one.
+    default = DEFAULT_S3_REGION if s3_endpoint() else None
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or default
+
+
 def s3_filesystem() -> pafs.S3FileSystem:
     """An S3 filesystem configured from the AWS_* environment (endpoint override included)."""
     kwargs: dict = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    endpoint = s3_endpoint()
     if endpoint:
-        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
-        kwargs["endpoint_override"] = parsed.netloc
-        kwargs["scheme"] = parsed.scheme or "https"
+        scheme, _, kwargs["endpoint_override"] = endpoint.partition("://")
+        kwargs["scheme"] = scheme
     if os.environ.get("AWS_ACCESS_KEY_ID"):
         kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
         kwargs["secret_key"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
         if os.environ.get("AWS_SESSION_TOKEN"):
             kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
-        kwargs["region"] = region
-    elif endpoint:
-        # A custom endpoint has no region to discover; pyarrow would otherwise ask AWS for one.
-        kwargs["region"] = DEFAULT_S3_REGION
+    if s3_region():
+        kwargs["region"] = s3_region()
     return pafs.S3FileSystem(**kwargs)
 
 
@@ -111,12 +122,36 @@ def exists(uri: str) -> bool:
 
 
 def read_bytes(uri: str) -> bytes:
-    """The whole content of a file; FileNotFoundError names the URI when it is missing."""
+    """The whole content of a file, as one version of it even while another process rewrites it;
+    FileNotFoundError names the URI when it is missing."""
+    if is_s3(uri):
+        return _s3_get(uri)
     fs, path = filesystem(uri)
     if fs.get_file_info(path).type != pafs.FileType.File:
         raise FileNotFoundError(f"{uri}: no such file")
     with fs.open_input_stream(path) as stream:
         return stream.read()
+
+
+def _s3_get(uri: str) -> bytes:
+    """One GET of the whole object. pyarrow reads an S3 file as a HEAD (its size) and then ranged
+    GETs, so an object rewritten in between (a batch's status document) came back cut at the old
+    size: 52 of 1,032 reads made while another thread rewrote the object in a loop."""
+    bucket, _, key = uri[len(S3_SCHEME):].partition("/")
+    client = _s3_client(*(os.environ.get(k) for k in (*S3_SETTINGS, *S3_SECRETS)))
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        raise FileNotFoundError(f"{uri}: no such file") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _s3_client(*settings: str | None):
+    """A boto3 S3 client configured as s3_filesystem() is. ``settings``, the AWS_* variables, are
+    the cache key only: a changed environment gets a new client (boto3 reads the credentials)."""
+    import boto3
+
+    return boto3.session.Session(region_name=s3_region()).client("s3", endpoint_url=s3_endpoint())
 
 
 def write_bytes_atomic(uri: str, data: bytes) -> None:

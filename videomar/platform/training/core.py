@@ -5,6 +5,9 @@ loops only call them; they know no fault)."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -63,7 +66,26 @@ def fit(loop: Callable[[dict], None], config: dict[str, Any], resources: TrainRe
             run_config=run_config(place),
             torch_config=TorchConfig(timeout_s=COLLECTIVE_TIMEOUT_S),
         )
-        return trainer.fit()
+        with ctrl_c_raises(trainer):
+            return trainer.fit()
+
+
+@contextlib.contextmanager
+def ctrl_c_raises(trainer):
+    """Ctrl-C during ``trainer.fit()`` raises KeyboardInterrupt, as everywhere else in videomar.
+    Ray Train's fit installs its own SIGINT handler and never restores it: the handler blocks on an
+    abort call to the controller (over a minute on a busy machine, while the worker group starts),
+    then fit raises a training error (exit 1, not 130), and every later Ctrl-C in the process goes
+    to a controller that is gone. Without it, the interrupt ends this driver, and with it the
+    controller and workers it owns (videomar's in-process Ray is shut down by the console)."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT) if main else None
+    trainer._register_sigint_handler = lambda controller: None  # Ray 2.60's hook (private)
+    try:
+        yield
+    finally:
+        if main and before is not None:
+            signal.signal(signal.SIGINT, before)
 
 
 def run_config(place: RunPlace):
