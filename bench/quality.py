@@ -10,11 +10,12 @@ The fixed budget (the defaults; figures are only comparable between runs with th
   model     the tiny preset, the quickstart stage-2 spec (9-frame clips, batch 4 per worker,
             2 workers, ZeRO-2, fp32 on CPU) from scratch for --steps optimizer steps
   eval      evaluate_export on every held-out clip up to --eval-videos: continued from 2 latent
-            frames (psnr_2cond, ssim_2cond) and from 1 (digit consistency, dynamics); 8 spatial
-            steps, cfg 3, built-in FVD features; loss on up to 32 clips
+            frames (psnr_2cond, ssim_2cond, dynamics_2cond) and from 1 (digit consistency,
+            dynamics); 8 spatial steps, cfg 3, built-in FVD features; loss on up to 32 clips
 The baselines come from the same run: copying the last condition frame (psnr_copy_last_2cond,
-ssim_copy_last_2cond), the ground truth's own digit consistency and dynamics, and the digit
-classifier's accuracy on the ground truth of single-digit clips (classifier_accuracy_gt).
+ssim_copy_last_2cond), the ground truth's own digit consistency and dynamics (dynamics_gt,
+dynamics_gt_2cond), and the digit classifier's accuracy on the ground truth of single-digit clips
+(classifier_accuracy_gt).
 train_minutes is the wall time of the training stage alone. The last line printed is one JSON
 object: the quickstart's quality.json keys and the ratios below.
 """
@@ -92,6 +93,8 @@ def run(work: Path, args) -> dict[str, Any]:
         "psnr_2cond_gain_over_copy_last_db": _difference(m, "psnr_2cond", "psnr_copy_last_2cond"),
         "ssim_2cond_ratio_to_copy_last": _ratio(m, "ssim_2cond", "ssim_copy_last_2cond"),
         "digit_consistency_ratio_to_gt": _ratio(m, "digit_consistency", "digit_consistency_gt"),
+        "dynamics_ratio_to_gt": _ratio(m, "dynamics", "dynamics_gt"),  # target: within [0.5, 2]
+        "dynamics_2cond_ratio_to_gt": _ratio(m, "dynamics_2cond", "dynamics_gt_2cond"),
         "val_loss": m["val_loss"], "fvd_builtin": m["fvd"],
         "sample_videos": args.videos, "vae_steps": args.vae_steps, "train_steps": args.steps,
         "val_clips": int(m["loss_clips"]),
@@ -116,13 +119,18 @@ def main() -> None:
                         help="held-out clips continued: every one up to this many (default 32)")
     parser.add_argument("--workdir", default=None, help="keep everything here (default: a temporary dir)")
     args = parser.parse_args()
-    if args.workdir:
-        work = Path(args.workdir).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-        out = run(work, args)
-    else:
-        with tempfile.TemporaryDirectory(prefix="videomar-bench-quality-") as tmp:
-            out = run(Path(tmp), args)
+    try:
+        if args.workdir:
+            work = Path(args.workdir).resolve()
+            work.mkdir(parents=True, exist_ok=True)
+            out = run(work, args)
+        else:
+            with tempfile.TemporaryDirectory(prefix="videomar-bench-quality-") as tmp:
+                out = run(Path(tmp), args)
+    finally:
+        import ray
+
+        ray.shutdown()  # the workers' last log lines come before the JSON line, not after it
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
     print(json.dumps(clean))
 

@@ -71,7 +71,7 @@ def test_eval_job_logs_its_figures_to_the_stages_mlflow_run(ray_cluster, latents
     assert m["videos"] == 3 and m["loss_clips"] == 4 and m["source_videos"] == 2  # 2 held-out videos of 2 clips each
     for key in ("val_loss", "psnr", "psnr_copy_last", "ssim", "ssim_copy_last", "vae_psnr", "vae_ssim",
                 "dynamics", "dynamics_gt", "fvd", "psnr_2cond", "psnr_copy_last_2cond", "ssim_2cond",
-                "ssim_copy_last_2cond"):
+                "ssim_copy_last_2cond", "dynamics_2cond", "dynamics_gt_2cond"):
         assert m[key] is not None and math.isfinite(m[key]), key
     assert m["psnr"] < m["psnr_copy_last"]  # an untrained model loses to copying the last frame
     assert result["feature_extractor"].startswith("builtin")

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from videomar.platform.evaluation.clips import clip_quality, combine_losses, combine_quality
+from videomar.platform.evaluation.clips import (
+    CONTINUATION_KEYS, clip_quality, combine_losses, combine_quality, continuation_quality, motion_key,
+)
 from videomar.platform.evaluation.digits import load_digit_classifier
 from videomar.platform.evaluation.features import BuiltinExtractor
 from videomar.platform.evaluation.metrics import PSNR_CAP_DB
@@ -104,3 +106,19 @@ def test_losses_combine_per_frame_index():
     mean, by_frame = combine_losses(losses)
     assert by_frame == {"1": 1.5, "2": 4.0}
     assert mean == pytest.approx(2.75)
+
+
+def test_motion_figures_include_the_change_from_the_last_condition_frame(tools):
+    """From two condition frames: a frozen continuation has no dynamics, the truth its own, and
+    combine_quality names them dynamics_2cond and dynamics_gt_2cond."""
+    clf, extractor = tools
+    truth, captions = digit_videos(4, seed=4)
+    frozen = torch.cat([truth[:, :, :2], truth[:, :, 1:2].expand(-1, -1, FRAMES - 2, -1, -1)], dim=2)
+    rows = clip_quality(frozen, truth, truth, 1, clf, extractor, captions)
+    for cond, video in ((2, frozen), (2, truth)):
+        rows.update({motion_key(k, cond): v.numpy() for k, v in continuation_quality(video, truth, cond).items()})
+        m = combine_quality(rows, cond)
+        assert set(motion_key(k, 2) for k in CONTINUATION_KEYS) <= set(m)
+        assert m["dynamics_gt_2cond"] > 0
+        assert m["dynamics_2cond"] == (0.0 if video is frozen else pytest.approx(m["dynamics_gt_2cond"]))
+    assert m["dynamics"] > 0  # from one condition frame, the frozen video moves once (frame 1 to 2)

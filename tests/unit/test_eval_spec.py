@@ -109,7 +109,8 @@ def test_quality_figures_hold_every_key_with_null_where_unmeasured():
     quality = report.quality_figures(evaluated)
     assert set(report.QUALITY_KEYS) <= set(quality)
     for key in ("psnr_2cond", "psnr_copy_last_2cond", "ssim_2cond", "ssim_copy_last_2cond", "digit_consistency",
-                "digit_consistency_gt", "dynamics", "dynamics_gt", "classifier_accuracy_gt", "videos", "vae_psnr",
+                "digit_consistency_gt", "dynamics", "dynamics_gt", "dynamics_2cond", "dynamics_gt_2cond",
+                "classifier_accuracy_gt", "videos", "vae_psnr",
                 "seconds"):
         assert key in quality, key
     assert quality["psnr_2cond"] == 15.0 and quality["seconds"] == 12.5 and quality["videos"] == 32.0

@@ -23,8 +23,9 @@ from videomar.platform.specs.eval import EvalOptions
 
 # Per-clip means whose average over clips is the metric of the same name.
 MEAN_KEYS = ("psnr", "psnr_copy_last", "ssim", "ssim_copy_last", "vae_psnr", "vae_ssim", "dynamics", "dynamics_gt")
-# Continuation figures against the ground truth, the copy-last baseline beside each.
-CONTINUATION_KEYS = ("psnr", "psnr_copy_last", "ssim", "ssim_copy_last")
+# Continuation figures: against the ground truth with the copy-last baseline beside each, and the
+# frame-to-frame change beside the ground truth's (motion from two frames shows in the latter).
+CONTINUATION_KEYS = ("psnr", "psnr_copy_last", "ssim", "ssim_copy_last", "dynamics", "dynamics_gt")
 
 
 def motion_key(name: str, cond_frames: int) -> str:
@@ -80,7 +81,7 @@ def continue_clips(model, vae, latents: torch.Tensor, captions: list[str], scale
 def continuation_quality(generated: torch.Tensor, truth: torch.Tensor, cond_pixels: int) -> dict[str, torch.Tensor]:
     """The ``CONTINUATION_KEYS`` per clip [B] of ``generated`` against ``truth`` (each
     [B, 3, T, H, W]) after the first ``cond_pixels`` frames (the condition, whose last frame the
-    copy-last baseline repeats)."""
+    copy-last baseline repeats); dynamics from the last condition frame on."""
     pred, target = generated[:, :, cond_pixels:], truth[:, :, cond_pixels:]
     baseline = copy_last(truth[:, :, :cond_pixels], target.shape[2])
     return {
@@ -88,6 +89,8 @@ def continuation_quality(generated: torch.Tensor, truth: torch.Tensor, cond_pixe
         "psnr_copy_last": psnr(baseline, target).mean(dim=1),
         "ssim": ssim(pred, target).mean(dim=1),
         "ssim_copy_last": ssim(baseline, target).mean(dim=1),
+        "dynamics": consistency.dynamics_per_video(generated, cond_pixels - 1),
+        "dynamics_gt": consistency.dynamics_per_video(truth, cond_pixels - 1),
     }
 
 
@@ -125,8 +128,6 @@ def clip_quality(generated: torch.Tensor, recon: torch.Tensor, truth: torch.Tens
         **continuation_quality(generated, truth, cond_pixels),
         "vae_psnr": psnr(recon, truth).mean(dim=1),
         "vae_ssim": ssim(recon, truth).mean(dim=1),
-        "dynamics": consistency.dynamics_per_video(generated, cond_pixels - 1),
-        "dynamics_gt": consistency.dynamics_per_video(truth, cond_pixels - 1),
         "hits": hits,
         "hits_gt": hits_gt,
         "pairs": pairs,

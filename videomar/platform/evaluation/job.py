@@ -12,8 +12,9 @@ end of every stage) both call it. It
    ``cond_frames`` and ``motion_cond_frames`` latent frames with the KV-cached sampler, and
    per-clip figures;
 3. combines them: PSNR and SSIM of the generated frames (copy-the-last-frame baseline beside
-   them), digit consistency and dynamics (ground truth beside them), the digit classifier's
-   accuracy on the ground truth, VAE reconstruction PSNR/SSIM, FVD;
+   them), digit consistency and dynamics (ground truth beside them; dynamics from both
+   conditions), the digit classifier's accuracy on the ground truth, VAE reconstruction
+   PSNR/SSIM, FVD;
 4. writes ``eval.json`` and the contact sheet (condition | generated | ground truth, the first
    ``sheet_videos`` clips by name) next to the export, draws the per-stage plot over the chain of
    exports this stage was initialised from, and logs them and the metrics to MLflow when a run

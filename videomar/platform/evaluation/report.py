@@ -17,15 +17,24 @@ EVAL_JSON = "eval.json"
 PLOT_NAME = "eval_by_stage.png"
 SHEET_NAME = "eval_sheet.png"
 METRIC_PREFIX = "eval/"
-MOTION = tuple(motion_key(k, MOTION_COND_FRAMES) for k in CONTINUATION_KEYS)  # psnr_2cond, ...
+
+
+def given(*keys: str) -> tuple[str, ...]:
+    """The names of ``keys`` measured with MOTION_COND_FRAMES latent frames given."""
+    return tuple(motion_key(k, MOTION_COND_FRAMES) for k in keys)
+
+
+MOTION = given(*CONTINUATION_KEYS)  # psnr_2cond, ...
+GIVEN = f"{MOTION_COND_FRAMES} latent frames given"
 
 # Panels of the per-stage plot: title -> metrics drawn in it (model first, reference after).
 PANELS: dict[str, tuple[str, ...]] = {
     "validation loss": ("val_loss",),
     "PSNR (dB)": ("psnr", "psnr_copy_last"),
     "SSIM": ("ssim", "ssim_copy_last"),
-    f"PSNR (dB), {MOTION_COND_FRAMES} latent frames given": MOTION[:2],
-    f"SSIM, {MOTION_COND_FRAMES} latent frames given": MOTION[2:],
+    f"PSNR (dB), {GIVEN}": given("psnr", "psnr_copy_last"),
+    f"SSIM, {GIVEN}": given("ssim", "ssim_copy_last"),
+    f"dynamics, {GIVEN}": given("dynamics", "dynamics_gt"),
     "digit consistency": ("digit_consistency", "digit_consistency_gt"),
     "dynamics": ("dynamics", "dynamics_gt"),
     "VAE reconstruction PSNR (dB)": ("vae_psnr",),
@@ -33,8 +42,8 @@ PANELS: dict[str, tuple[str, ...]] = {
 }
 
 # The quality summary: the eval metric each key is read from. The continuation figures are those
-# with MOTION_COND_FRAMES latent frames given (the motion is visible); digit consistency and
-# dynamics are those with ``cond_frames`` given (one in the quickstart).
+# with MOTION_COND_FRAMES latent frames given (the motion is visible; dynamics_2cond among them);
+# digit consistency and dynamics are those with ``cond_frames`` given (one in the quickstart).
 QUALITY_KEYS: dict[str, str] = {
     **{k: k for k in MOTION},
     "digit_consistency": "digit_consistency",
