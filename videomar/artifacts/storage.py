@@ -103,8 +103,9 @@ def s3_filesystem() -> pafs.S3FileSystem:
         kwargs["secret_key"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
         if os.environ.get("AWS_SESSION_TOKEN"):
             kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
-    if s3_region():
-        kwargs["region"] = s3_region()
+    region = s3_region()
+    if region:
+        kwargs["region"] = region
     return pafs.S3FileSystem(**kwargs)
 
 

@@ -187,8 +187,8 @@ class VideoMAR(nn.Module):
         # Frame k is masked MAR-style; frames after k (other samples' context) are fully masked.
         masked = ((frame[None, :] == k[:, None])[:, :, None] & token_mask[:, None, :]) | (frame[None, :] > k[:, None])[:, :, None]
         rows = torch.arange(b, device=x.device)
-        hint = self.frame_hint(x[rows, (k - 1).clamp(min=0)], x[rows, (k - 2).clamp(min=0)], k,
-                               _grid(latents, cfg.patch_size))  # [B, N, D] for frame k
+        last, before = x[rows, (k - 1).clamp(min=0)], x[rows, (k - 2).clamp(min=0)]  # [B, N, c] each
+        hint = self.frame_hint(last, before, k, _grid(latents, cfg.patch_size))  # [B, N, D] for frame k
         if hint is not None:  # frames after k (fully masked) see no hint: no sample attends to them
             hint = torch.zeros(b, f, n, hint.shape[-1], device=x.device, dtype=hint.dtype).index_put(
                 (rows, k), hint).reshape(b, f * n, -1)
@@ -201,8 +201,7 @@ class VideoMAR(nn.Module):
         z = self.backbone(h, pos, ctx).view(b, f, n, -1)
         target = x[rows, k]  # [B, N, c]
         if cfg.residual:
-            target = target - residual_base(x[rows, (k - 1).clamp(min=0)], x[rows, (k - 2).clamp(min=0)],
-                                            k, cfg.residual_momentum)
+            target = target - residual_base(last, before, k, cfg.residual_momentum)
         return z[rows, k], target, token_mask
 
     def training_loss(self, latents, text: TextBatch, generator=None, target_frames=None) -> torch.Tensor:
