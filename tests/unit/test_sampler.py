@@ -11,7 +11,7 @@ import torch
 from videomar.errors import ConfigError
 from videomar.model.cache import KVCache
 from videomar.model.config import model_config
-from videomar.artifacts.media import to_uint8_frames, write_outputs
+from videomar.artifacts.media import to_uint8_frames, write_mp4, write_outputs
 from videomar.model.sampler import generate
 from videomar.model.videomar import VideoMAR
 
@@ -162,6 +162,15 @@ def test_videos_are_written_as_mp4_gif_and_contact_sheet(tmp_path):
     assert len(decord.VideoReader(str(out["mp4"]))) == 9
     assert out["gif"].stat().st_size > 0 and out["png"].stat().st_size > 0
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_an_encoder_failure_names_the_file_and_carries_ffmpegs_own_message(tmp_path):
+    """A video ffmpeg cannot encode (here zero pixels high) raises with the path, the exit status
+    and what ffmpeg said (imageio's frame writer reported a broken pipe and nothing else), and
+    leaves no file."""
+    with pytest.raises(RuntimeError, match=r"clip\.mp4 \(2 frames of 32x0\): exit status \d+: .*32x0"):
+        write_mp4(np.zeros((2, 0, 32, 3), dtype=np.uint8), tmp_path / "clip.mp4")
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_residual_model_targets_changes_and_sampling_adds_them_back(monkeypatch):
