@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from videomar.artifacts.media import DEFAULT_FPS
+from videomar.artifacts.media import DEFAULT_FPS, h264_command
 
 
 class FragmentedMp4:
@@ -17,12 +17,8 @@ class FragmentedMp4:
     a frame behind); ``finish()`` the rest; ``close()`` ends ffmpeg whatever happened."""
 
     def __init__(self, width: int, height: int, fps: int = DEFAULT_FPS):
-        import imageio_ffmpeg
-
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{width}x{height}", "-r", str(fps), "-i", "-", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-               "-c:v", "libx264", "-pix_fmt", "yuv420p", "-tune", "zerolatency", "-g", "1", "-threads", "1",
-               "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "-"]
+        cmd = h264_command(width, height, fps, "-tune", "zerolatency", "-g", "1",
+                           "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "-")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.out: queue.Queue = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)  # a full pipe would block ffmpeg

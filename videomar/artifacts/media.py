@@ -31,6 +31,17 @@ def to_uint8_frames(pixels: torch.Tensor) -> np.ndarray:
     return frames.permute(1, 2, 3, 0).cpu().numpy()
 
 
+def h264_command(width: int, height: int, fps: int, *output: str) -> list[str]:
+    """The ffmpeg command that reads raw RGB frames of ``width`` x ``height`` on stdin and
+    encodes them as H.264 (yuv420p, sizes padded to even, one thread), then ``output``: the
+    container's options and where it goes."""
+    import imageio_ffmpeg
+
+    return [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-s", f"{width}x{height}", "-r", str(fps), "-i", "-", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-threads", "1", *output]
+
+
 def write_mp4(frames: np.ndarray, path: str | Path, fps: int = DEFAULT_FPS, crf: int | None = None) -> Path:
     """[T, H, W, 3] uint8 -> an H.264 MP4 (yuv420p, so sizes are padded to even by ffmpeg), at
     x264's constant rate factor ``crf`` (lower is better; default ``DEFAULT_CRF``). Raises
@@ -42,14 +53,9 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: int = DEFAULT_FPS, crf:
     ffmpeg's stderr out of its errors. A Serve replica encoding thirty videos at once once got
     a broken pipe from it and no message (NOTES.md). ``run`` spawns ffmpeg and keeps its stderr.
     """
-    import imageio_ffmpeg
-
     t, h, w, _ = frames.shape
     with atomic_path(path) as tmp:
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-an", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-               "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(DEFAULT_CRF if crf is None else crf),
-               "-threads", "1", "-f", "mp4", str(tmp)]
+        cmd = h264_command(w, h, fps, "-crf", str(DEFAULT_CRF if crf is None else crf), "-f", "mp4", "-y", str(tmp))
         data = np.ascontiguousarray(frames, dtype=np.uint8).tobytes()
         done = subprocess.run(cmd, input=data, capture_output=True, check=False)
         if done.returncode != 0:
